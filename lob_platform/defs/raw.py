@@ -1,0 +1,77 @@
+"""Raw assets: each venue's files, normalised to the unified schema, one partition per
+(trading date, instrument). Days without a file yield nothing, so weekends and holidays are
+skipped (the run succeeds, downstream steps are skipped)."""
+
+
+from datetime import datetime, timezone
+
+import dagster as dg
+import polars as pl
+
+from lob_platform.defs.partitions import by_date_and_instrument
+from lob_platform.sources.catalog import VENUES, DayFile, find_day, parse_date
+
+RAW_TABLE = {"lobster": "raw_messages", "mic": "raw_messages", "crypto": "raw_depth_snapshots"}
+DESCRIPTION = {
+    "lobster": "NASDAQ LOBSTER days (message + orderbook CSV pairs, sample zips or converted parquet), "
+    "with the book after each message.",
+    "mic": "MIC exchange-futures order logs (MOEX codes: 1 add, 0 delete, 2 trade).",
+    "crypto": "Crypto L2 depth snapshots (book_snapshot_N CSV) per exchange.symbol.",
+}
+
+
+def day_of(context: dg.AssetExecutionContext) -> tuple[str, str]:
+    dims = context.partition_key.keys_by_dimension  # type: ignore[union-attr]
+    return dims["date"], dims["instrument"]
+
+
+def time_span(frame: pl.DataFrame) -> dict[str, str]:
+    if frame.is_empty():
+        return {}
+    first, last = frame["ts_ns"].min(), frame["ts_ns"].max()
+    as_text = lambda ns: datetime.fromtimestamp(ns / 1e9, tz=timezone.utc).isoformat(timespec="milliseconds")  # noqa: E731
+    return {"first_event_utc": as_text(first), "last_event_utc": as_text(last)}
+
+
+def raw_metadata(day: DayFile, frame: pl.DataFrame) -> dict:
+    return {
+        "source_file": dg.MetadataValue.path(day.source),
+        "source_bytes": _size(day),
+        "rows": frame.height,
+        "book_levels": day.levels,
+        **time_span(frame),
+    }
+
+
+def _size(day: DayFile) -> int:
+    from pathlib import Path
+
+    path = Path(day.lobster_pair.archive or day.lobster_pair.message) if day.lobster_pair else Path(day.source)
+    size = path.stat().st_size
+    if day.lobster_pair and not day.lobster_pair.archive:
+        size += Path(day.lobster_pair.orderbook).stat().st_size
+    return size
+
+
+def build_raw_asset(venue: str) -> dg.AssetsDefinition:
+    @dg.asset(
+        key=[venue, RAW_TABLE[venue]],
+        partitions_def=by_date_and_instrument[venue],
+        output_required=False,
+        group_name=venue,
+        kinds={"polars", "parquet"},
+        description=DESCRIPTION[venue],
+    )
+    def raw(context: dg.AssetExecutionContext):
+        date, instrument = day_of(context)
+        day = find_day(venue, instrument, parse_date(date, "partition date"))
+        if day is None:
+            context.log.info(f"no {venue} file for {instrument} on {date} (weekend, holiday or not delivered): skipped")
+            return
+        frame = day.read()
+        yield dg.Output(frame, metadata=raw_metadata(day, frame))
+
+    return raw
+
+
+raw_assets = [build_raw_asset(venue) for venue in VENUES]

@@ -1,0 +1,117 @@
+"""Validated assets: the raw partition split into valid rows and quarantined (rejected) rows,
+with one blocking asset check per validation rule and a pandera schema check on the output.
+
+With the default ``max_rejected_fraction`` of 0, any broken rule fails its check, which stops
+the partition's downstream assets; the valid rows and the rejected rows (rule, source file and
+line) are still written, so nothing is lost. A user who accepts a few bad rows reruns with a
+higher fraction.
+"""
+
+
+import dagster as dg
+import pandera.errors
+import polars as pl
+
+from lob_platform.defs.partitions import by_date_and_instrument
+from lob_platform.defs.raw import RAW_TABLE, day_of, time_span
+from lob_platform.sources.catalog import VENUES, find_day, parse_date
+from lob_platform.sources.schema import book_levels
+from lob_platform.validation.report import RuleResult, split_valid_rejected
+from lob_platform.validation.rules import MESSAGE_RULES, SNAPSHOT_RULES
+from lob_platform.validation.schemas import message_schema, snapshot_schema
+
+TABLE = {"lobster": "messages", "mic": "messages", "crypto": "snapshots"}
+VALID_TABLE = {"messages": "validated_messages", "snapshots": "validated_depth_snapshots"}
+REJECTED_TABLE = {"messages": "rejected_messages", "snapshots": "rejected_depth_snapshots"}
+BOOK_RULES = {"book_not_crossed", "book_levels_consistent", "book_matches_message"}
+HAS_BOOK = {"lobster": True, "mic": False, "crypto": True}
+
+
+class ValidationConfig(dg.Config):
+    max_rejected_fraction: float = 0.0
+    """Share of a partition's rows a rule may reject before its check fails (0: any)."""
+
+
+def rule_names(venue: str) -> list[str]:
+    rules = MESSAGE_RULES if TABLE[venue] == "messages" else SNAPSHOT_RULES
+    return [r.name for r in rules if HAS_BOOK[venue] or r.name not in BOOK_RULES]
+
+
+def rule_check(
+    result: RuleResult | None, name: str, rows: int, allowed: float, asset_key: dg.AssetKey, source: str, quarantine: str
+) -> dg.AssetCheckResult:
+    """One rule's verdict on a partition: fails when it rejects more than ``allowed`` of the rows."""
+    if result is None:  # the rule needs something this source lacks (e.g. no book, no tick)
+        return dg.AssetCheckResult(asset_key=asset_key, check_name=name, passed=True,
+                                   metadata={"applies": False, "source_file": source})
+    fraction = result.violations / rows if rows else 0.0
+    return dg.AssetCheckResult(
+        asset_key=asset_key,
+        check_name=name,
+        passed=fraction <= allowed,
+        severity=dg.AssetCheckSeverity.ERROR,
+        description=result.description,
+        metadata={
+            "rows_breaking_rule": result.violations,
+            "fraction": fraction,
+            "first_source_rows": str(result.first_rows),
+            "source_file": source,
+            "quarantined_to": quarantine,
+        },
+    )
+
+
+def build_validated_assets(venue: str) -> dg.AssetsDefinition:
+    table = TABLE[venue]
+    valid_key = dg.AssetKey([venue, VALID_TABLE[table]])
+    rejected_key = dg.AssetKey([venue, REJECTED_TABLE[table]])
+    checks = [dg.AssetCheckSpec(name, asset=valid_key, blocking=True) for name in rule_names(venue)]
+    checks.append(dg.AssetCheckSpec("pandera_schema", asset=valid_key, blocking=True,
+                                    description="the validated table matches its pandera schema (dtypes, columns, every rule)"))
+
+    @dg.multi_asset(
+        name=f"{venue}_validate",
+        outs={
+            "valid": dg.AssetOut(key=valid_key, description=f"{venue} {table} that pass every rule, unified schema.",
+                                 kinds={"polars", "parquet"}),
+            "rejected": dg.AssetOut(key=rejected_key, description=f"{venue} rows that break a rule: rules, source_file, source_row, then the row.",
+                                    kinds={"polars", "parquet"}),
+        },
+        ins={"raw": dg.AssetIn(key=[venue, RAW_TABLE[venue]])},
+        partitions_def=by_date_and_instrument[venue],
+        check_specs=checks,
+        group_name=venue,
+    )
+    def validate(context: dg.AssetExecutionContext, config: ValidationConfig, raw: pl.DataFrame):
+        date, instrument = day_of(context)
+        day = find_day(venue, instrument, parse_date(date, "partition date"))
+        source = day.source if day else "unknown"
+        tick = day.tick if day else None
+        valid, rejected, report = split_valid_rejected(raw, table, tick, source)
+        by_rule = {r.rule: r for r in report.results}
+        yield dg.Output(valid, "valid", metadata={
+            "rows": valid.height, "rejected_rows": rejected.height, "source_file": dg.MetadataValue.path(source),
+            **{f"rejected_by_{r.rule}": r.violations for r in report.results}, **time_span(valid)})
+        yield dg.Output(rejected, "rejected", metadata={"rows": rejected.height})
+        for name in rule_names(venue):
+            yield rule_check(by_rule.get(name), name, raw.height, config.max_rejected_fraction, valid_key, source,
+                             rejected_key.to_user_string())
+        yield schema_check(valid, table, tick, valid_key)
+
+    return validate
+
+
+def schema_check(valid: pl.DataFrame, table: str, tick: float | None, asset_key: dg.AssetKey) -> dg.AssetCheckResult:
+    """pandera's verdict on the written table: a post-condition on the quarantine and the reader."""
+    levels = book_levels(valid.columns)
+    schema = message_schema(levels, tick) if table == "messages" else snapshot_schema(levels, tick)
+    try:
+        schema.validate(valid, lazy=True)
+    except pandera.errors.SchemaErrors as errors:
+        return dg.AssetCheckResult(asset_key=asset_key, check_name="pandera_schema", passed=False,
+                                   metadata={"failures": dg.MetadataValue.md(f"```\n{str(errors)[:4000]}\n```")})
+    return dg.AssetCheckResult(asset_key=asset_key, check_name="pandera_schema", passed=True,
+                               metadata={"schema": schema.name, "columns": len(schema.columns)})
+
+
+validated_assets = [build_validated_assets(venue) for venue in VENUES]

@@ -1,0 +1,30 @@
+"""The DuckDB catalogue as an asset: views over every warehouse table, refreshed after ingest."""
+
+
+from pathlib import Path
+
+import dagster as dg
+
+from lob_platform.defs.raw import RAW_TABLE
+from lob_platform.defs.validated import REJECTED_TABLE, TABLE, VALID_TABLE
+from lob_platform.paths import warehouse_root
+from lob_platform.sources.catalog import VENUES
+from lob_platform.warehouse import CATALOGUE, refresh_views
+
+INGEST_KEYS = [
+    dg.AssetKey([venue, name])
+    for venue in VENUES
+    for name in (RAW_TABLE[venue], VALID_TABLE[TABLE[venue]], REJECTED_TABLE[TABLE[venue]])
+]
+
+
+@dg.asset(key=["warehouse", "duckdb_catalog"], deps=INGEST_KEYS, group_name="warehouse", kinds={"duckdb"})
+def duckdb_catalog() -> dg.MaterializeResult:
+    """Views in warehouse/lob.duckdb over every table's parquet partitions (hive keys venue,
+    instrument, date become columns), so `duckdb warehouse/lob.duckdb` answers SQL on all outputs."""
+    root = warehouse_root()
+    counts = refresh_views(root)
+    return dg.MaterializeResult(metadata={
+        "catalogue": dg.MetadataValue.path(str(Path(root, CATALOGUE).resolve())),
+        "views": dg.MetadataValue.json(counts),
+    })

@@ -1,0 +1,93 @@
+"""The main job: every instrument-day in the data folder through raw -> validated, then the
+DuckDB catalogue, run through the real Dagster definitions and instance (so the runs show in
+the UI), and a short summary of where the outputs are."""
+
+from __future__ import annotations
+
+import time
+
+import dagster as dg
+
+from lob_platform.paths import data_root, warehouse_root
+from lob_platform.sources.catalog import VENUES, DayFile, discover
+from lob_platform.warehouse import CATALOGUE, query
+
+QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}  # runs are in the UI; keep the terminal short
+SUMMARY_SQL = {
+    "validated_messages": "select venue, instrument, count(distinct date) as days, count(*) as events "
+    "from validated_messages group by all order by all",
+    "validated_depth_snapshots": "select venue, instrument, count(distinct date) as days, count(*) as snapshots "
+    "from validated_depth_snapshots group by all order by all",
+}
+
+
+def ensure_data() -> list[DayFile]:
+    days = discover()
+    if days:
+        return days
+    from lob_platform.sources.synthetic import MarketConfig, generate_market
+
+    started = time.perf_counter()
+    print(f"no raw data under {data_root()}: generating the synthetic market ...", flush=True)
+    generate_market(data_root(), MarketConfig())
+    print(f"  done in {time.perf_counter() - started:.1f}s", flush=True)
+    return discover()
+
+
+def register_instruments(instance: dg.DagsterInstance, days: list[DayFile]) -> None:
+    from lob_platform.defs.partitions import instruments
+
+    for venue in VENUES:
+        keys = sorted({d.instrument for d in days if d.venue == venue})
+        known = set(instance.get_dynamic_partitions(instruments[venue].name))
+        if set(keys) - known:
+            instance.add_dynamic_partitions(instruments[venue].name, sorted(set(keys) - known))
+
+
+def run_main_job() -> int:
+    from lob_platform.defs.partitions import partition_key
+    from lob_platform.definitions import defs
+
+    days = ensure_data()
+    instance = dg.DagsterInstance.get()
+    register_instruments(instance, days)
+    failures = []
+    started = time.perf_counter()
+    for number, day in enumerate(days, start=1):
+        job = defs.resolve_job_def(f"ingest_{day.venue}")
+        result = job.execute_in_process(
+            partition_key=partition_key(day), instance=instance, raise_on_error=False, run_config=QUIET
+        )
+        status = "ok" if result.success else "FAILED"
+        print(f"[{number}/{len(days)}] {day.venue} {day.instrument} {day.date}: {status}", flush=True)
+        if not result.success:
+            failures.append((day, _failed_checks(result)))
+    defs.resolve_job_def("refresh_duckdb_catalog").execute_in_process(instance=instance, run_config=QUIET)
+    print(f"ingested {len(days)} instrument-days in {time.perf_counter() - started:.1f}s")
+    print_summary()
+    for day, checks in failures:
+        print(f"FAILED {day.venue} {day.instrument} {day.date} ({day.source}): {checks or 'see the run in the Dagster UI'}")
+    return 1 if failures else 0
+
+
+def _failed_checks(result) -> list[str]:
+    return [
+        f"{e.check_name}: {e.metadata.get('rows_breaking_rule').value if e.metadata.get('rows_breaking_rule') else ''} rows"
+        for e in result.get_asset_check_evaluations()
+        if not e.passed
+    ]
+
+
+def print_summary() -> None:
+    root = warehouse_root()
+    print(f"\noutputs: {root.resolve()}/<table>/venue=../instrument=../date=../part-0.parquet")
+    print(f"SQL:     duckdb {root / CATALOGUE} -c \"select * from validated_messages limit 5\"   (or: lob sql \"...\")")
+    for table, sql in SUMMARY_SQL.items():
+        try:
+            columns, rows = query(root, sql)
+        except Exception:  # the table has no partition yet
+            continue
+        print(f"\n{table}:")
+        print("  " + "\t".join(columns))
+        for row in rows:
+            print("  " + "\t".join(str(v) for v in row))

@@ -1,0 +1,1 @@
+"""Readers per venue (pure logic, no Dagster)."""

@@ -1,0 +1,104 @@
+"""Typed CSV parsing with errors that point at the offending line.
+
+The fast path is one typed ``polars.read_csv``; only when it fails (or leaves holes) does a
+slow line-by-line scan run, to tell the user the file, line and column that is wrong.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+from pathlib import Path
+
+import polars as pl
+
+from lob_platform.errors import MalformedFileError
+
+_MAX_REPORTED = 5
+
+
+def read_typed_csv(
+    data: bytes,
+    origin: str,
+    schema: dict[str, pl.DataType],
+    has_header: bool,
+    columns: list[str] | None = None,
+    nullable: frozenset[str] = frozenset(),
+) -> pl.DataFrame:
+    """Parse ``data`` with exactly ``schema``; raise MalformedFileError naming bad lines.
+
+    ``origin`` names the file (or zip member) in messages. With a header, ``schema`` may
+    cover only some columns (those read); without one it must list every column in order.
+    Columns in ``nullable`` may have empty fields; any other hole is an error.
+    """
+    try:
+        if has_header:
+            frame = pl.read_csv(io.BytesIO(data), schema_overrides=schema, columns=columns)
+        else:
+            frame = pl.read_csv(io.BytesIO(data), has_header=False, schema=schema)
+    except (pl.exceptions.PolarsError, ValueError) as exc:
+        raise MalformedFileError(_describe_bad_lines(data, origin, schema, has_header, nullable, exc)) from exc
+    required = [name for name in frame.columns if name not in nullable]
+    if frame.select(pl.any_horizontal(pl.col(required).is_null()).any()).item():
+        raise MalformedFileError(_describe_bad_lines(data, origin, schema, has_header, nullable, None))
+    return frame
+
+
+def read_bytes(path: Path) -> bytes:
+    """File contents, transparently gunzipped for ``*.gz``."""
+    raw = path.read_bytes()
+    return gzip.decompress(raw) if path.suffix == ".gz" else raw
+
+
+def _describe_bad_lines(
+    data: bytes, origin: str, schema: dict[str, pl.DataType], has_header: bool, nullable, exc
+) -> str:
+    lines = data.decode("utf-8", errors="replace").splitlines()
+    header = lines[0].split(",") if has_header and lines else list(schema)
+    positions = {name: header.index(name) for name in schema if name in header}
+    missing = [name for name in schema if name not in positions]
+    if missing:
+        return (
+            f"{origin}: missing column(s) {missing}; the header has {header}. "
+            "Check the file or the column mapping."
+        )
+    problems: list[str] = []
+    first = 2 if has_header else 1
+    for number, line in enumerate(lines[first - 1 :], start=first):
+        problem = _line_problem(line, len(header), positions, schema, nullable)
+        if problem:
+            problems.append(f"line {number}: {problem}")
+            if len(problems) == _MAX_REPORTED:
+                break
+    if not problems:
+        problems.append(f"parser said: {exc}")
+    return (
+        f"{origin}: cannot be read; "
+        + "; ".join(problems)
+        + ". Repair or re-export the file (nothing from it was loaded)."
+    )
+
+
+def _line_problem(line: str, n_fields: int, positions: dict[str, int], schema, nullable) -> str | None:
+    fields = line.split(",")
+    if len(fields) != n_fields:
+        hint = "the file looks truncated" if len(fields) < n_fields else "stray delimiter"
+        return f"{len(fields)} fields where {n_fields} are expected ({hint})"
+    for name, position in positions.items():
+        value = fields[position].strip()
+        dtype = schema[name]
+        if value == "" and name in nullable:
+            continue
+        if value == "":
+            return f"column {name!r} is empty"
+        if dtype.is_numeric() and not _parses(value, dtype):
+            return f"column {name!r} = {value!r} is not a {'whole ' if dtype.is_integer() else ''}number"
+    return None
+
+
+def _parses(value: str, dtype: pl.DataType) -> bool:
+    try:
+        int(value) if dtype.is_integer() else float(value)
+    except ValueError:
+        return False
+    return True

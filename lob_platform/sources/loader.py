@@ -1,0 +1,154 @@
+"""Seed 000's public API: ``load_messages`` and ``validate_messages`` over every venue, plus
+``load_snapshots`` for crypto depth."""
+
+from __future__ import annotations
+
+import re
+from datetime import date as Date, datetime, timedelta
+from pathlib import Path
+
+import polars as pl
+
+from lob_platform.errors import ConfigError, DataFileNotFound
+from lob_platform.paths import data_root
+from lob_platform.sources import catalog, crypto
+from lob_platform.sources.lobster import LOBSTER_TIMEZONE
+from lob_platform.sources.schema import message_schema, snapshot_schema
+from lob_platform.sources.tabular import read_exchange_file
+from lob_platform.sources.timezones import local_datetime_utc_ns
+from lob_platform.sources.venues import CRYPTO_EXCHANGES, LOBSTER_TICK, MIC, ExchangeConfig
+from lob_platform.validation.report import check_rules, raise_on_failures
+
+_TIME = re.compile(r"^\d{6}\.\d{6}$")
+_TIMEZONES = {"lobster": LOBSTER_TIMEZONE, "mic": MIC.timezone}
+
+
+def parse_times(times) -> tuple[datetime, datetime]:
+    """``["YYMMDD.HHMMSS", "YYMMDD.HHMMSS"]`` -> (start, end) naive local datetimes."""
+    if isinstance(times, str) or len(times) != 2:
+        raise ConfigError(f"times must be a pair [start, end] like ['200622.093000', '200622.160000'], got {times!r}.")
+    parsed = []
+    for value in times:
+        try:
+            if not _TIME.match(str(value)):
+                raise ValueError
+            parsed.append(datetime.strptime(str(value), "%y%m%d.%H%M%S"))
+        except ValueError:
+            raise ConfigError(f"time {value!r} is not YYMMDD.HHMMSS (e.g. 200622.093000 = 2020-06-22 09:30:00).") from None
+    if parsed[0] > parsed[1]:
+        raise ConfigError(f"times start {times[0]} is after end {times[1]}.")
+    return parsed[0], parsed[1]
+
+
+def _days(start: datetime, end: datetime, weekdays_only: bool) -> list[Date]:
+    span = (end.date() - start.date()).days
+    days = [start.date() + timedelta(d) for d in range(span + 1)]
+    return [d for d in days if not weekdays_only or d.weekday() < 5]
+
+
+def load_messages(
+    product: str,
+    source: str,
+    times,
+    config: ExchangeConfig | None = None,
+    *,
+    data_dir: str | Path | None = None,
+    on_missing: str = "raise",
+) -> pl.DataFrame:
+    """Messages of ``product`` from ``source`` between two local times, in the unified schema.
+
+    ``source`` is ``lobster``, ``mic``, or any name with a ``config`` (custom venue). Times are
+    ``YYMMDD.HHMMSS`` in the venue's time zone; every trading day in the range is read (weekends
+    skipped for weekday venues). A trading day without a file raises DataFileNotFound unless
+    ``on_missing="skip"``.
+    """
+    start, end = parse_times(times)
+    root = Path(data_dir) if data_dir is not None else data_root()
+    reader, timezone, weekdays_only = _message_reader(product, source, config, root)
+    frames = []
+    for day in _days(start, end, weekdays_only):
+        frame = reader(day)
+        if frame is None:
+            if on_missing == "skip":
+                continue
+            raise DataFileNotFound(
+                f"no {source} data for {product} on {day} under {root}: {_expected_file(product, source, config, day)}. "
+                f"Add the file, narrow `times`, or pass on_missing='skip' to skip days without data."
+            )
+        frames.append(frame)
+    if not frames:
+        return pl.DataFrame(schema=message_schema(0))
+    first, last = local_datetime_utc_ns(start, timezone), local_datetime_utc_ns(end, timezone)
+    return pl.concat(frames, how="diagonal_relaxed").filter(pl.col("ts_ns").is_between(first, last))
+
+
+def _message_reader(product: str, source: str, config: ExchangeConfig | None, root: Path):
+    if config is not None:
+        folder = config.folder()
+
+        def read_custom(day: Date) -> pl.DataFrame | None:
+            path = folder / config.filename_template.format(product=product, date=day.strftime(config.date_format))
+            return read_exchange_file(path, config) if path.exists() else None
+
+        return read_custom, config.timezone, config.trading_days == "weekdays"
+    if source in CRYPTO_EXCHANGES or source == "crypto":
+        raise ConfigError(f"{source!r} publishes depth snapshots, not messages: use load_snapshots(exchange, symbol, times).")
+    if source not in _TIMEZONES:
+        raise ConfigError(
+            f"unknown source {source!r}: built-in message sources are {sorted(_TIMEZONES)}; "
+            "for another venue pass config=ExchangeConfig(...)."
+        )
+
+    def read_builtin(day: Date) -> pl.DataFrame | None:
+        found = catalog.find_day(source, product, day, root)
+        return found.read() if found else None
+
+    return read_builtin, _TIMEZONES[source], True
+
+
+def _expected_file(product: str, source: str, config: ExchangeConfig | None, day: Date) -> str:
+    if config is not None:
+        return f"expected {config.folder() / config.filename_template.format(product=product, date=day.strftime(config.date_format))}"
+    if source == "lobster":
+        return f"expected lobster/{product}_{day}_*_message_N.csv + orderbook, a zip of them, or lobster/{product}_{day}_messages.parquet"
+    return f"expected mic/{day}__RTSX_FUT__{product}.parquet"
+
+
+def load_snapshots(
+    exchange: str, symbol: str, times, *, data_dir: str | Path | None = None, on_missing: str = "raise"
+) -> pl.DataFrame:
+    """Crypto depth snapshots of ``exchange``/``symbol`` between two UTC times (YYMMDD.HHMMSS)."""
+    start, end = parse_times(times)
+    root = Path(data_dir) if data_dir is not None else data_root()
+    instrument = f"{exchange}.{symbol.replace('-', '').upper()}"
+    frames = []
+    for day in _days(start, end, weekdays_only=False):
+        found = catalog.find_day("crypto", instrument, day, root)
+        if found is None:
+            if on_missing == "skip":
+                continue
+            raise DataFileNotFound(
+                f"no depth snapshots for {instrument} on {day} under {root}: expected "
+                f"crypto/{exchange}_book_snapshot_N_{day}_{symbol.replace('-', '').upper()}.csv[.gz]. "
+                "Add the file, narrow `times`, or pass on_missing='skip'."
+            )
+        frames.append(found.read())
+    if not frames:
+        return pl.DataFrame(schema=snapshot_schema(0))
+    first, last = local_datetime_utc_ns(start, "UTC"), local_datetime_utc_ns(end, "UTC")
+    return pl.concat(frames, how="diagonal_relaxed").filter(pl.col("ts_ns").is_between(first, last))
+
+
+def validate_messages(df: pl.DataFrame, source: str, tick_size: float | None = None) -> None:
+    """Raise ValidationError naming each broken rule, its row count and first source rows.
+
+    The tick-grid rule uses ``tick_size``, else the source's own tick (LOBSTER $0.01, MIC 10).
+    """
+    tick = tick_size if tick_size is not None else {"lobster": LOBSTER_TICK, "mic": MIC.tick_size}.get(source)
+    raise_on_failures(check_rules(df, "messages", tick), f"{source} messages")
+
+
+def validate_snapshots(df: pl.DataFrame, symbol: str | None = None, tick_size: float | None = None) -> None:
+    """Raise ValidationError naming each rule the depth snapshots break."""
+    tick = tick_size if tick_size is not None else crypto.CRYPTO_TICKS.get((symbol or "").replace("-", "").upper())
+    raise_on_failures(check_rules(df, "snapshots", tick), "depth snapshots")

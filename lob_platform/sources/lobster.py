@@ -1,0 +1,188 @@
+"""LOBSTER (NASDAQ) readers: the original message + orderbook CSV pair, the sample zip archives,
+and the converted ``{product}_{date}_messages.parquet`` layout.
+
+LOBSTER rules applied here (from LOBSTER's ReadMe, 01 Sept 2013):
+- time is seconds after midnight, New York time; it becomes UTC epoch nanoseconds;
+- prices are dollars x 10000 and become dollars;
+- event type 7 (trading halt) rows carry a status in their price field: -1 halt, 0 quoting
+  resumes, 1 trading resumes; they become ``halt`` / ``quoting_resumed`` / ``trading_resumed``
+  with price and size 0. No row is dropped: the output has exactly the file's rows;
+- empty book levels (price +-9999999999, size 0) become a null price with size 0.
+"""
+
+from __future__ import annotations
+
+import re
+import zipfile
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import date as Date
+from pathlib import Path
+
+import polars as pl
+
+from lob_platform.errors import MalformedFileError
+from lob_platform.sources.csv_input import read_typed_csv
+from lob_platform.sources.schema import EventType, Side, book_columns
+from lob_platform.sources.timezones import local_midnight_utc_ns
+
+LOBSTER_TIMEZONE = "America/New_York"
+EMPTY_LEVEL_PRICE = 9_999_999_999
+PRICE_SCALE = 1e-4
+
+_EVENT_CODES = {1: "submit", 2: "cancel", 3: "delete", 4: "execute_visible", 5: "execute_hidden", 6: "cross"}
+_HALT_STATUS = {-1: "halt", 0: "quoting_resumed", 1: "trading_resumed"}
+_MESSAGE_SCHEMA = {
+    "time_s": pl.Float64(),
+    "event_code": pl.Int64(),
+    "order_id": pl.Int64(),
+    "size": pl.Int64(),
+    "price": pl.Int64(),
+    "direction": pl.Int64(),
+}
+_PAIR_NAME = re.compile(
+    r"^(?P<product>.+?)_(?P<date>\d{4}-\d{2}-\d{2})_(?P<start>\d+)_(?P<end>\d+)_"
+    r"(?P<kind>message|orderbook)_(?P<levels>\d+)\.csv$"
+)
+
+
+@dataclass(frozen=True)
+class LobsterFilePair:
+    """One LOBSTER day: where its message and orderbook files are (on disk or in a zip)."""
+
+    product: str
+    date: Date
+    levels: int
+    message: str  # path, or member name when ``archive`` is set
+    orderbook: str
+    archive: Path | None = None
+
+    @property
+    def origin(self) -> str:
+        return str(self.archive) if self.archive else self.message
+
+    def read_member(self, name: str) -> bytes:
+        """One file's bytes; safe to call from several threads (each opens its own handle)."""
+        if self.archive is None:
+            return Path(name).read_bytes()
+        with zipfile.ZipFile(self.archive) as zf:
+            return zf.read(name)
+
+    def describe(self, member: str) -> str:
+        return f"{self.archive}!{member}" if self.archive else member
+
+
+def parse_pair_name(name: str) -> dict | None:
+    """Fields of a LOBSTER file name (product, date, kind, levels) or None if it is not one."""
+    match = _PAIR_NAME.match(Path(name).name)
+    return match.groupdict() if match else None
+
+
+def pairs_in_archive(archive: Path) -> list[LobsterFilePair]:
+    """Every complete message/orderbook pair inside a LOBSTER zip archive."""
+    with zipfile.ZipFile(archive) as zf:
+        names = zf.namelist()
+    return _pair_up(names, archive)
+
+
+def pairs_in_folder(folder: Path) -> list[LobsterFilePair]:
+    """Every complete message/orderbook pair of CSV files in a folder."""
+    return _pair_up([str(p) for p in sorted(folder.glob("*.csv"))], None)
+
+
+def _pair_up(names: list[str], archive: Path | None) -> list[LobsterFilePair]:
+    found: dict[tuple, dict[str, str]] = {}
+    for name in names:
+        fields = parse_pair_name(name)
+        if fields:
+            key = (fields["product"], fields["date"], fields["start"], fields["end"], int(fields["levels"]))
+            found.setdefault(key, {})[fields["kind"]] = name
+    pairs = []
+    for (product, day, _, _, levels), kinds in sorted(found.items()):
+        if "message" not in kinds or "orderbook" not in kinds:
+            present = next(iter(kinds.values()))
+            absent = "orderbook" if "message" in kinds else "message"
+            raise MalformedFileError(
+                f"{archive or present}: LOBSTER {absent} file for {product} {day} "
+                f"({levels} levels) is missing beside {Path(present).name}; "
+                "LOBSTER days come as a message + orderbook pair: add the missing file."
+            )
+        pairs.append(
+            LobsterFilePair(product, Date.fromisoformat(day), levels, kinds["message"], kinds["orderbook"], archive)
+        )
+    return pairs
+
+
+def read_lobster_pair(pair: LobsterFilePair) -> pl.DataFrame:
+    """One LOBSTER day in the unified message schema, book levels included, every row kept.
+
+    The two files are inflated and parsed in parallel threads (zlib and polars release the GIL).
+    """
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        pending_book = pool.submit(_read_orderbook, pair)
+        messages = read_typed_csv(
+            pair.read_member(pair.message), pair.describe(pair.message), _MESSAGE_SCHEMA, has_header=False
+        )
+        book = pending_book.result()
+    if book.height != messages.height:
+        raise MalformedFileError(
+            f"{pair.describe(pair.orderbook)} has {book.height} rows but "
+            f"{pair.describe(pair.message)} has {messages.height}: row k of the orderbook is the "
+            "book after message k, so the files must have equal rows. Re-export the pair."
+        )
+    midnight_ns = local_midnight_utc_ns(pair.date, LOBSTER_TIMEZONE)
+    return pl.concat([_unify_messages(messages, midnight_ns), _unify_book(book)], how="horizontal")
+
+
+def _read_orderbook(pair: LobsterFilePair) -> pl.DataFrame:
+    data, origin = pair.read_member(pair.orderbook), pair.describe(pair.orderbook)
+    names = book_columns(_count_fields(data, origin) // 4)
+    return read_typed_csv(data, origin, {name: pl.Int64() for name in names}, has_header=False)
+
+
+def _unify_messages(messages: pl.DataFrame, midnight_ns: int) -> pl.DataFrame:
+    is_status = pl.col("event_code") == 7
+    event_type = (
+        pl.when(is_status)
+        .then(pl.col("price").replace_strict(_HALT_STATUS, default=None, return_dtype=pl.String))
+        .otherwise(pl.col("event_code").replace_strict(_EVENT_CODES, default=None, return_dtype=pl.String))
+    )
+    return messages.select(
+        ts_ns=(pl.col("time_s") * 1e9).round().cast(pl.Int64) + midnight_ns,
+        event_type=event_type.cast(EventType),
+        order_id=pl.col("order_id"),
+        size=pl.when(is_status).then(0).otherwise(pl.col("size")).cast(pl.Float64),
+        price=pl.when(is_status).then(0).otherwise(pl.col("price")).cast(pl.Float64) * PRICE_SCALE,
+        side=pl.col("direction").replace_strict({1: "bid", -1: "ask"}, default=None, return_dtype=pl.String).cast(Side),
+        source_row=pl.int_range(1, pl.len() + 1, dtype=pl.UInt32),
+    )
+
+
+def _unify_book(book: pl.DataFrame) -> pl.DataFrame:
+    def convert(name: str) -> pl.Expr:
+        column = pl.col(name)
+        if "_price_" in name:
+            return pl.when(column.abs() == EMPTY_LEVEL_PRICE).then(None).otherwise(column * PRICE_SCALE).alias(name)
+        return column.cast(pl.Float64)
+
+    return book.select([convert(name) for name in book.columns])
+
+
+def _count_fields(data: bytes, origin: str) -> int:
+    first_line = data.split(b"\n", 1)[0].strip()
+    n_fields = len(first_line.split(b",")) if first_line else 0
+    if n_fields == 0 or n_fields % 4:
+        raise MalformedFileError(
+            f"{origin}: line 1 has {n_fields} fields; a LOBSTER orderbook row has 4 per level "
+            "(ask price, ask size, bid price, bid size). Is this the orderbook file?"
+        )
+    return n_fields
+
+
+def read_lobster_parquet(path: Path) -> pl.DataFrame:
+    """The converted layout (tst ns since the epoch UTC, event_code, vol, prc in 1e-4 dollars,
+    direction, order_id), in the unified schema (no book)."""
+    from lob_platform.sources.tabular import read_exchange_file
+    from lob_platform.sources.venues import LOBSTER_PARQUET
+
+    return read_exchange_file(path, LOBSTER_PARQUET)

@@ -1,0 +1,29 @@
+"""Exchange-local calendar dates and times as UTC epoch nanoseconds."""
+
+from __future__ import annotations
+
+from datetime import date as Date, datetime, time, timedelta, timezone
+from zoneinfo import ZoneInfo
+
+
+def local_midnight_utc_ns(day: Date, tz: str) -> int:
+    """UTC ns of local midnight of ``day``, using the zone's offset at local noon.
+
+    Sessions are daytime, so the noon offset is the one in force while the venue trades even
+    on a daylight-saving switch day (switches happen at night).
+    """
+    noon = datetime.combine(day, time(12), tzinfo=ZoneInfo(tz))
+    offset = noon.utcoffset() or timedelta(0)
+    midnight_naive = datetime.combine(day, time(0), tzinfo=timezone.utc)
+    return int((midnight_naive - offset).timestamp()) * 1_000_000_000
+
+
+def local_datetime_utc_ns(moment: datetime, tz: str) -> int:
+    """UTC ns of a naive local wall-clock time in ``tz``."""
+    aware = moment.replace(tzinfo=ZoneInfo(tz))
+    return round(aware.timestamp() * 1_000_000) * 1000
+
+
+def local_date_of(ts_ns: int, tz: str) -> Date:
+    """Exchange-local calendar date of a UTC ns timestamp."""
+    return datetime.fromtimestamp(ts_ns / 1e9, tz=ZoneInfo(tz)).date()

@@ -1,0 +1,1 @@
+"""Validation rules, pandera schemas and the quarantine split (pure logic, no Dagster)."""

@@ -1,0 +1,108 @@
+"""Apply rules to a table: per-rule counts with the first offending rows, and the split of a
+table into valid rows and quarantined (rejected) rows. Nothing is dropped: every input row
+ends up in exactly one of the two outputs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import polars as pl
+
+from lob_platform.errors import ValidationError
+from lob_platform.sources.schema import SOURCE_ROW
+from lob_platform.validation.rules import MESSAGE_RULES, SNAPSHOT_RULES, Rule, applicable, rule_context
+
+FIRST_ROWS_SHOWN = 5
+
+
+@dataclass(frozen=True)
+class RuleResult:
+    rule: str
+    description: str
+    violations: int
+    first_rows: list[int] = field(default_factory=list)  # source file lines / rows
+
+    @property
+    def passed(self) -> bool:
+        return self.violations == 0
+
+
+@dataclass(frozen=True)
+class ValidationReport:
+    table: str
+    rows: int
+    results: list[RuleResult]
+
+    @property
+    def passed(self) -> bool:
+        return all(result.passed for result in self.results)
+
+    def failures(self) -> list[RuleResult]:
+        return [result for result in self.results if not result.passed]
+
+    def describe(self, where: str = "") -> str:
+        lines = [
+            f"rule {r.rule!r} ({r.description}): {r.violations} of {self.rows} rows, "
+            f"first at source rows {r.first_rows}"
+            for r in self.failures()
+        ]
+        place = f" in {where}" if where else ""
+        return f"{self.table}{place} break {len(lines)} rule(s):\n  " + "\n  ".join(lines)
+
+
+def _rules(table: str) -> tuple[Rule, ...]:
+    return {"messages": MESSAGE_RULES, "snapshots": SNAPSHOT_RULES}[table]
+
+
+def violation_masks(frame: pl.DataFrame, table: str, tick: float | None) -> tuple[list[Rule], pl.DataFrame]:
+    """One boolean column per applicable rule, computed in a single pass."""
+    ctx = rule_context(frame.columns, tick)
+    pairs = applicable(_rules(table), ctx)
+    masks = frame.select([expr.alias(rule.name) for rule, expr in pairs])
+    return [rule for rule, _ in pairs], masks
+
+
+def check_rules(frame: pl.DataFrame, table: str, tick: float | None) -> ValidationReport:
+    """Every applicable rule's violation count and first offending source rows."""
+    rules, masks = violation_masks(frame, table, tick)
+    return _report(frame, table, rules, masks)
+
+
+def _report(frame: pl.DataFrame, table: str, rules: list[Rule], masks: pl.DataFrame) -> ValidationReport:
+    counts = masks.sum().row(0) if masks.width else ()
+    results = []
+    for rule, count in zip(rules, counts):
+        first = frame.filter(masks[rule.name])[SOURCE_ROW].head(FIRST_ROWS_SHOWN).to_list() if count else []
+        results.append(RuleResult(rule.name, rule.description, int(count), first))
+    return ValidationReport(table, frame.height, results)
+
+
+def split_valid_rejected(
+    frame: pl.DataFrame, table: str, tick: float | None, source_file: str
+) -> tuple[pl.DataFrame, pl.DataFrame, ValidationReport]:
+    """(valid rows, rejected rows with ``rules`` broken and ``source_file``, report)."""
+    rules, masks = violation_masks(frame, table, tick)
+    report = _report(frame, table, rules, masks)
+    if report.passed:
+        return frame, rejected_frame(frame.clear(), source_file), report
+    names = [rule.name for rule in rules]
+    broken = masks.select(
+        pl.concat_str([pl.when(pl.col(n)).then(pl.lit(n)) for n in names], separator=",", ignore_nulls=True).alias("rules")
+    )["rules"]
+    bad = broken.str.len_bytes() > 0
+    rejected = frame.filter(bad).with_columns(rules=broken.filter(bad))
+    return frame.filter(~bad), rejected_frame(rejected, source_file), report
+
+
+def rejected_frame(rows: pl.DataFrame, source_file: str) -> pl.DataFrame:
+    """Rejected rows: which rules, which file and line, then the row's own values."""
+    if "rules" not in rows.columns:
+        rows = rows.with_columns(rules=pl.lit(None, pl.String))
+    return rows.select(
+        pl.col("rules"), pl.lit(source_file).alias("source_file"), pl.col(SOURCE_ROW), pl.exclude("rules", SOURCE_ROW)
+    )
+
+
+def raise_on_failures(report: ValidationReport, where: str) -> None:
+    if not report.passed:
+        raise ValidationError(report.describe(where), report)
