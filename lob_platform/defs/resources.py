@@ -25,14 +25,15 @@ def hive_keys(asset_key: dg.AssetKey, partition_key) -> tuple[str, dict[str, str
 class WarehouseIOManager(dg.ConfigurableIOManager):
     """Writes polars frames as one parquet file per partition, atomically; reads them back."""
 
-    root: str = str(warehouse_root())
+    root: str = ""
+    """Warehouse folder; empty means ``$LOB_WAREHOUSE_DIR`` or ./warehouse at run time."""
 
     def _path(self, context) -> Path:
         partition = context.asset_partition_key if context.has_asset_partitions else None
         if isinstance(partition, str) and "|" in partition:
             partition = context.asset_partitions_def.get_partition_key_from_str(partition)  # type: ignore[union-attr]
         table, keys = hive_keys(context.asset_key, partition)
-        return partition_path(Path(self.root), table, keys)
+        return partition_path(Path(self.root) if self.root else warehouse_root(), table, keys)
 
     def handle_output(self, context: dg.OutputContext, obj: pl.DataFrame) -> None:
         path = self._path(context)

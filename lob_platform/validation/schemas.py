@@ -17,7 +17,7 @@ from lob_platform.validation.rules import MESSAGE_RULES, SNAPSHOT_RULES, applica
 
 def _rule_checks(rules, ctx) -> list[pa.Check]:
     return [
-        pa.Check(lambda data, expr=expr: data.lazyframe.select(~expr), name=rule.name, error=rule.description)
+        pa.Check(lambda data, expr=expr: data.lazyframe.select(~expr), name=rule.name, description=rule.description)
         for rule, expr in applicable(rules, ctx)
     ]
 

@@ -1,0 +1,151 @@
+"""Every validation rule and its pandera check: one table that passes, one that breaks exactly
+that rule; and the quarantine split that keeps every row."""
+
+from __future__ import annotations
+
+import pandera.errors
+import polars as pl
+import pytest
+
+from lob_platform.sources.schema import EventType, Side, book_columns, message_schema, snapshot_schema
+from lob_platform.validation.report import check_rules, split_valid_rejected
+from lob_platform.validation.rules import MESSAGE_RULES, SNAPSHOT_RULES
+from lob_platform.validation.schemas import message_schema as pandera_messages
+from lob_platform.validation.schemas import snapshot_schema as pandera_snapshots
+
+TICK = 0.01
+#        ask1   askq  bid1   bidq   ask2   askq  bid2   bidq
+BOOK = [10.01, 50.0, 10.00, 100.0, 10.02, 10.0, 9.99, 10.0]
+AFTER_DELETE = [10.01, 50.0, 9.99, 10.0, 10.02, 10.0, None, 0.0]
+
+
+def messages() -> pl.DataFrame:
+    """A consistent two-level day: submits, two identical anonymous hidden fills, a delete."""
+    rows = [
+        (1000, "submit", 1, 100.0, 10.00, "bid", *BOOK),
+        (2000, "submit", 2, 50.0, 10.01, "ask", *BOOK),
+        (2000, "execute_hidden", 0, 5.0, 10.005, "ask", *BOOK),
+        (2000, "execute_hidden", 0, 5.0, 10.005, "ask", *BOOK),
+        (3000, "delete", 1, 100.0, 10.00, "bid", *AFTER_DELETE),
+    ]
+    names = ["ts_ns", "event_type", "order_id", "size", "price", "side", *book_columns(2)]
+    frame = pl.DataFrame(rows, schema=names, orient="row")
+    return frame.with_columns(source_row=pl.int_range(1, pl.len() + 1, dtype=pl.UInt32)).cast(message_schema(2))
+
+
+def snapshots() -> pl.DataFrame:
+    rows = [
+        (1_000, 1_500, 100.01, 1.5, 100.00, 2.0, 100.02, 0.5, 99.98, 1.0),
+        (2_000, 2_400, 100.02, 1.0, 100.01, 2.0, 100.03, 0.5, 99.99, 1.0),
+        (3_000, 3_100, 100.02, 1.0, 100.00, 2.5, 100.03, 0.5, 99.99, 1.0),
+    ]
+    frame = pl.DataFrame(rows, schema=["ts_ns", "local_ts_ns", *book_columns(2)], orient="row")
+    return frame.with_columns(source_row=pl.int_range(2, pl.len() + 2, dtype=pl.UInt32)).cast(snapshot_schema(2))
+
+
+def _set(frame: pl.DataFrame, row: int, **values) -> pl.DataFrame:
+    index = pl.int_range(pl.len()) == row
+    return frame.with_columns(
+        [pl.when(index).then(pl.lit(v, dtype=frame.schema[k])).otherwise(pl.col(k)).alias(k) for k, v in values.items()]
+    )
+
+
+MESSAGE_BREAKS = {
+    "no_nulls": lambda f: _set(f, 1, size=None),
+    "known_codes": lambda f: _set(f, 1, event_type=None),
+    "timestamps_sorted": lambda f: _set(f, 4, ts_ns=1500),
+    "positive_size": lambda f: _set(f, 1, size=0.0),
+    "price_on_tick_grid": lambda f: _set(f, 4, price=9.995),
+    "book_not_crossed": lambda f: _set(f, 2, ask_price_1=10.00),
+    "book_levels_consistent": lambda f: _set(f, 2, ask_price_2=10.01),
+    "book_matches_message": lambda f: _set(f, 0, bid_price_1=9.99, bid_price_2=9.98),
+    "no_duplicate_rows": lambda f: pl.concat([f, f.tail(1).with_columns(source_row=pl.lit(6, pl.UInt32))]),
+}
+SNAPSHOT_BREAKS = {
+    "no_nulls": lambda f: _set(f, 1, local_ts_ns=None),
+    "timestamps_sorted": lambda f: _set(f, 2, ts_ns=1_500),
+    "positive_size": lambda f: _set(f, 1, ask_size_1=0.0),
+    "price_on_tick_grid": lambda f: _set(f, 1, ask_price_2=100.035),
+    "book_not_crossed": lambda f: _set(f, 0, bid_price_1=100.01),
+    "book_levels_consistent": lambda f: _set(f, 0, bid_price_2=100.01),
+    "no_duplicate_rows": lambda f: pl.concat([f, f.tail(1)]),
+}
+
+
+def test_every_rule_has_a_breaking_case():
+    assert set(MESSAGE_BREAKS) == {r.name for r in MESSAGE_RULES}
+    assert set(SNAPSHOT_BREAKS) == {r.name for r in SNAPSHOT_RULES}
+
+
+def test_consistent_tables_pass_rules_and_pandera():
+    assert check_rules(messages(), "messages", TICK).passed
+    assert check_rules(snapshots(), "snapshots", TICK).passed
+    pandera_messages(2, TICK).validate(messages(), lazy=True)
+    pandera_snapshots(2, TICK).validate(snapshots(), lazy=True)
+
+
+def _failed_pandera_checks(schema, frame) -> set[str]:
+    with pytest.raises(pandera.errors.SchemaErrors) as error:
+        schema.validate(frame, lazy=True)
+    return set(error.value.failure_cases["check"].to_list())
+
+
+@pytest.mark.parametrize("rule", list(MESSAGE_BREAKS))
+def test_message_rule_fails_only_on_its_own_breakage(rule):
+    broken = MESSAGE_BREAKS[rule](messages())
+    assert [r.rule for r in check_rules(broken, "messages", TICK).failures()] == [rule]
+    assert rule in _failed_pandera_checks(pandera_messages(2, TICK), broken)
+
+
+@pytest.mark.parametrize("rule", list(SNAPSHOT_BREAKS))
+def test_snapshot_rule_fails_only_on_its_own_breakage(rule):
+    broken = SNAPSHOT_BREAKS[rule](snapshots())
+    assert [r.rule for r in check_rules(broken, "snapshots", TICK).failures()] == [rule]
+    assert rule in _failed_pandera_checks(pandera_snapshots(2, TICK), broken)
+
+
+def test_pandera_rejects_wrong_dtypes_and_extra_columns():
+    wrong_dtype = messages().with_columns(pl.col("size").cast(pl.Int64))
+    assert "dtype('Float64')" in _failed_pandera_checks(pandera_messages(2, TICK), wrong_dtype)
+    extra = messages().with_columns(surprise=pl.lit(1))
+    assert "column_in_schema" in _failed_pandera_checks(pandera_messages(2, TICK), extra)
+
+
+def test_hidden_fill_may_sit_on_the_half_tick_but_not_off_it():
+    assert check_rules(messages(), "messages", TICK).passed  # 10.005 hidden fills above
+    off = _set(messages(), 2, price=10.0025)
+    assert [r.rule for r in check_rules(off, "messages", TICK).failures()] == ["price_on_tick_grid"]
+
+
+def test_tick_rule_is_skipped_without_a_tick():
+    broken = MESSAGE_BREAKS["price_on_tick_grid"](messages())
+    assert "price_on_tick_grid" not in {r.rule for r in check_rules(broken, "messages", None).results}
+
+
+def test_message_only_tables_skip_book_rules():
+    bare = messages().select("ts_ns", "event_type", "order_id", "size", "price", "side", "source_row")
+    names = {r.rule for r in check_rules(bare, "messages", TICK).results}
+    assert not names & {"book_not_crossed", "book_levels_consistent", "book_matches_message"}
+    assert "timestamps_sorted" in names
+
+
+def test_split_keeps_every_row_and_says_why():
+    broken = MESSAGE_BREAKS["positive_size"](MESSAGE_BREAKS["timestamps_sorted"](messages()))
+    valid, rejected, report = split_valid_rejected(broken, "messages", TICK, "day.csv")
+    assert valid.height + rejected.height == broken.height
+    assert rejected.select("rules", "source_file", "source_row").rows() == [
+        ("positive_size", "day.csv", 2), ("timestamps_sorted", "day.csv", 5)]
+    assert sorted(valid["source_row"].to_list() + rejected["source_row"].to_list()) == [1, 2, 3, 4, 5]
+    assert {r.rule: r.violations for r in report.failures()} == {"positive_size": 1, "timestamps_sorted": 1}
+
+
+def test_row_breaking_two_rules_lists_both():
+    broken = _set(messages(), 2, size=0.0, price=10.0025)
+    _, rejected, _ = split_valid_rejected(broken, "messages", TICK, "day.csv")
+    assert rejected["rules"].to_list() == ["positive_size,price_on_tick_grid"]
+
+
+def test_clean_split_has_empty_rejected_table_with_its_columns():
+    valid, rejected, _ = split_valid_rejected(messages(), "messages", TICK, "day.csv")
+    assert valid.equals(messages())
+    assert rejected.height == 0 and rejected.columns[:3] == ["rules", "source_file", "source_row"]

@@ -1,0 +1,66 @@
+"""Warehouse storage: hive paths, atomic and idempotent writes, DuckDB views over partitions."""
+
+from __future__ import annotations
+
+import polars as pl
+import pytest
+
+from lob_platform.storage import partition_path, write_partition
+from lob_platform.warehouse import query, refresh_views
+
+
+def frame(n: int, offset: int = 0) -> pl.DataFrame:
+    return pl.DataFrame({"ts_ns": list(range(offset, offset + n)), "price": [1.5] * n})
+
+
+def test_hive_path(tmp_path):
+    path = partition_path(tmp_path, "validated_messages", {"venue": "lobster", "instrument": "AMZN", "date": "2012-06-21"})
+    assert path == tmp_path / "validated_messages/venue=lobster/instrument=AMZN/date=2012-06-21/part-0.parquet"
+
+
+def test_rewrite_replaces_the_partition_and_is_byte_identical(tmp_path):
+    path = partition_path(tmp_path, "t", {"date": "2024-03-04"})
+    write_partition(frame(100), path)
+    first = path.read_bytes()
+    write_partition(frame(100), path)
+    assert path.read_bytes() == first
+    assert [p.name for p in path.parent.iterdir()] == ["part-0.parquet"]
+    assert pl.read_parquet(path).height == 100
+
+
+def test_crash_mid_write_keeps_the_previous_partition(tmp_path, monkeypatch):
+    path = partition_path(tmp_path, "t", {"date": "2024-03-04"})
+    write_partition(frame(100), path)
+    before = path.read_bytes()
+
+    def crash(self, file, **kwargs):
+        with open(file, "wb") as handle:
+            handle.write(b"PAR1 half a file")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(pl.DataFrame, "write_parquet", crash)
+    with pytest.raises(OSError, match="disk full"):
+        write_partition(frame(5), path)
+    assert path.read_bytes() == before
+    assert [p.name for p in path.parent.iterdir()] == ["part-0.parquet"]  # no temporary left
+
+
+def test_duckdb_views_union_partitions_with_hive_columns(tmp_path):
+    write_partition(frame(3), partition_path(tmp_path, "validated_messages", {"venue": "lobster", "instrument": "A", "date": "2024-03-04"}))
+    write_partition(frame(2).with_columns(extra=pl.lit(1)),
+                    partition_path(tmp_path, "validated_messages", {"venue": "mic", "instrument": "B", "date": "2024-03-05"}))
+    counts = refresh_views(tmp_path)
+    assert counts == {"validated_messages": 5}
+    columns, rows = query(tmp_path, "select venue, instrument, cast(date as varchar), count(*), count(extra) "
+                                    "from validated_messages group by all order by all")
+    assert rows == [("lobster", "A", "2024-03-04", 3, 0), ("mic", "B", "2024-03-05", 2, 2)]
+
+
+def test_views_of_removed_tables_are_dropped(tmp_path):
+    path = partition_path(tmp_path, "old_table", {"date": "2024-03-04"})
+    write_partition(frame(1), path)
+    refresh_views(tmp_path)
+    path.unlink()
+    assert refresh_views(tmp_path) == {}
+    _, rows = query(tmp_path, "select count(*) from duckdb_views() where not internal")
+    assert rows == [(0,)]

@@ -1,0 +1,102 @@
+"""Custom venues through ExchangeConfig, and MIC futures, read into the unified schema."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from lob_platform import ExchangeConfig, load_messages, validate_messages
+from lob_platform.errors import ConfigError, MalformedFileError
+
+CRYPTO_FEED = """ts,kind,qty,px,book_side,oid
+1591003800000,created,0.5,9500.5,bid,1
+1591003800250,created,0.25,9501.0,ask,2
+1591003801000,changed,0.2,9501.0,ask,2
+1591003802000,deleted,0.5,9500.5,bid,1
+"""
+
+
+def order_feed_config(folder: Path, **overrides) -> ExchangeConfig:
+    settings = dict(
+        data_path=str(folder),
+        filename_template="{product}_{date}.csv",
+        date_format="%Y%m%d",
+        column_mapping={"timestamp": "ts", "event_type": "kind", "volume": "qty", "price": "px", "side": "book_side", "order_id": "oid"},
+        time_unit="ms",
+        event_code_map={"created": "submit", "changed": "modify", "deleted": "delete"},
+        trading_days="all",
+        tick_size=0.5,
+    )
+    settings.update(overrides)
+    return ExchangeConfig(**settings)
+
+
+def test_order_by_order_crypto_feed_is_configuration(tmp_path):
+    (tmp_path / "BTCUSD_20200601.csv").write_text(CRYPTO_FEED)
+    frame = load_messages("BTCUSD", "mycoin", ["200601.000000", "200601.235959"], config=order_feed_config(tmp_path))
+    assert frame["event_type"].to_list() == ["submit", "submit", "modify", "delete"]
+    assert frame["side"].to_list() == ["bid", "ask", "ask", "bid"]
+    assert frame["ts_ns"][0] == 1_591_003_800_000 * 10**6
+    assert frame["source_row"].to_list() == [2, 3, 4, 5]  # CSV lines, header is line 1
+    validate_messages(frame, "mycoin", tick_size=0.5)
+
+
+def test_unknown_venue_code_is_kept_and_named_by_validation(tmp_path):
+    (tmp_path / "BTCUSD_20200601.csv").write_text(CRYPTO_FEED.replace("changed", "amended"))
+    frame = load_messages("BTCUSD", "mycoin", ["200601.000000", "200601.235959"], config=order_feed_config(tmp_path))
+    assert frame.height == 4 and frame["event_type"][2] is None
+    with pytest.raises(Exception, match=r"'known_codes'.*first at source rows \[4\]"):
+        validate_messages(frame, "mycoin")
+
+
+def test_seed_example_parquet_venue_with_default_codes(tmp_path):
+    pl.DataFrame({"time": [1_590_969_600_000, 1_590_969_601_000], "type": [1, 3], "size": [10, 10],
+                  "price": [101.25, 101.25], "direction": [1, 1]}).write_parquet(tmp_path / "CUSTOM_2020-06-01.parquet")
+    config = ExchangeConfig(
+        data_path=str(tmp_path), filename_template="{product}_{date}.parquet", date_format="%Y-%m-%d",
+        column_mapping={"timestamp": "time", "event_type": "type", "volume": "size", "price": "price", "side": "direction"},
+        time_unit="ms", price_scale=1.0,
+    )
+    frame = load_messages("CUSTOM", "custom", ["200601.000000", "200603.235959"], config=config, on_missing="skip")
+    assert frame["event_type"].to_list() == ["submit", "delete"] and frame["order_id"].to_list() == [0, 0]
+
+
+def test_mapping_that_names_a_missing_column_says_which(tmp_path):
+    (tmp_path / "BTCUSD_20200601.csv").write_text(CRYPTO_FEED)
+    mapping = {"timestamp": "ts", "event_type": "kind", "volume": "quantity", "price": "px", "side": "book_side"}
+    with pytest.raises(ConfigError, match=r"BTCUSD_20200601.csv: .*\{'volume': 'quantity'\}.*fix the mapping"):
+        load_messages("BTCUSD", "mycoin", ["200601.000000", "200601.235959"], config=order_feed_config(tmp_path, column_mapping=mapping))
+
+
+def test_bad_configs_are_refused_up_front(tmp_path):
+    with pytest.raises(ConfigError, match="missing keys \\['side'\\]"):
+        order_feed_config(tmp_path, column_mapping={"timestamp": "ts", "event_type": "kind", "volume": "qty", "price": "px"})
+    with pytest.raises(ConfigError, match="time_unit"):
+        order_feed_config(tmp_path, time_unit="minutes")
+    with pytest.raises(ConfigError, match="unknown event types"):
+        order_feed_config(tmp_path, event_code_map={"created": "new"})
+
+
+def test_non_numeric_csv_field_names_line(tmp_path):
+    (tmp_path / "BTCUSD_20200601.csv").write_text(CRYPTO_FEED.replace("0.25", "n/a"))
+    with pytest.raises(MalformedFileError, match=r"line 3: column 'qty' = 'n/a' is not a number"):
+        load_messages("BTCUSD", "mycoin", ["200601.000000", "200601.235959"], config=order_feed_config(tmp_path))
+
+
+def test_mic_order_log(data_dir):
+    (data_dir / "mic").mkdir()
+    open_utc = 1_709_535_600 * 10**9  # 2024-03-04 07:00 UTC = 10:00 Moscow
+    pl.DataFrame(
+        {"tst": [open_utc, open_utc + 1_000, open_utc + 2_000], "event_code": [1, 2, 0], "vol": [3, 1, 2],
+         "prc": [110_000.0, 110_000.0, 110_000.0], "is_buy": [True, True, True], "order_id": [9, 9, 9]},
+        schema_overrides={"event_code": pl.Int8},
+    ).write_parquet(data_dir / "mic" / "2024-03-04__RTSX_FUT__RIH4.parquet")
+    frame = load_messages("RIH4", "mic", ["240304.100000", "240304.184500"])
+    assert frame["event_type"].to_list() == ["submit", "execute_visible", "delete"]
+    assert frame["side"].to_list() == ["bid"] * 3
+    validate_messages(frame, "mic")
+    off_tick = frame.with_columns(price=pl.lit(110_005.0))
+    with pytest.raises(Exception, match="price_on_tick_grid"):
+        validate_messages(off_tick, "mic")
