@@ -5,14 +5,13 @@ import json
 
 import dagster as dg
 
-from lob_platform.defs.partitions import by_date_and_instrument, instruments, partition_key
+from lob_platform.defs.partitions import instruments, partition_key
 from lob_platform.sources.catalog import VENUES, DayFile, discover
 
 ingest_jobs = {
     venue: dg.define_asset_job(
         f"ingest_{venue}",
         selection=dg.AssetSelection.groups(venue),
-        partitions_def=by_date_and_instrument[venue],
         description=f"Read, normalise and validate one {venue} instrument-day.",
     )
     for venue in VENUES

@@ -1,0 +1,150 @@
+"""Raw -> validated throughput for one LOBSTER sample day: lob_platform against plain pandas.
+
+Both sides do the same work: inflate the zip and parse the message and orderbook CSVs
+(read), convert to the unified schema and apply the same nine validation rules with the
+quarantine split (validate), and write the valid rows to parquet (write). Each side runs
+``--repeats`` times, interleaved, and the median wall time per stage is printed.
+
+    python benchmarks/ingest.py [ZIP] [--repeats 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import statistics
+import tempfile
+import time
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from lob_platform.sources.lobster import pairs_in_archive, read_lobster_pair
+from lob_platform.storage import write_partition
+from lob_platform.validation.report import split_valid_rejected
+
+DEFAULT_ZIP = Path(__file__).resolve().parents[2] / "shared/data/lobster/LOBSTER_SampleFile_AMZN_2012-06-21_5.zip"
+TICK = 0.01
+EVENT_NAMES = {1: "submit", 2: "cancel", 3: "delete", 4: "execute_visible", 5: "execute_hidden", 6: "cross"}
+
+
+def platform_stages(archive: Path, out: Path) -> dict[str, float]:
+    started = time.perf_counter()
+    frame = read_lobster_pair(pairs_in_archive(archive)[0])
+    read_done = time.perf_counter()
+    valid, rejected, _ = split_valid_rejected(frame, "messages", TICK, str(archive))
+    validate_done = time.perf_counter()
+    write_partition(valid, out / "platform.parquet")
+    write_partition(rejected, out / "platform_rejected.parquet")
+    return {"read": read_done - started, "validate": validate_done - read_done, "write": time.perf_counter() - validate_done}
+
+
+def pandas_read(archive: Path) -> pd.DataFrame:
+    with zipfile.ZipFile(archive) as zf:
+        message_name = next(n for n in zf.namelist() if "_message_" in n)
+        book_name = next(n for n in zf.namelist() if "_orderbook_" in n)
+        message_bytes, book_bytes = zf.read(message_name), zf.read(book_name)
+    messages = pd.read_csv(io.BytesIO(message_bytes), header=None, names=["time_s", "code", "order_id", "size", "price", "direction"],
+                           dtype={"time_s": "float64", "code": "int64", "order_id": "int64", "size": "int64", "price": "int64", "direction": "int64"})
+    book = pd.read_csv(io.BytesIO(book_bytes), header=None, dtype="int64")
+    levels = book.shape[1] // 4
+    book.columns = [f"{side}_{field}_{lv}" for lv in range(1, levels + 1) for side, field in (("ask", "price"), ("ask", "size"), ("bid", "price"), ("bid", "size"))]
+    if len(book) != len(messages):
+        raise ValueError("row counts differ")
+    midnight = pd.Timestamp("2012-06-21", tz="America/New_York").tz_convert("UTC").value
+    unified = pd.DataFrame({
+        "ts_ns": np.round(messages["time_s"].to_numpy() * 1e9).astype("int64") + midnight,
+        "event_type": messages["code"].map(EVENT_NAMES),
+        "order_id": messages["order_id"],
+        "size": messages["size"].astype("float64"),
+        "price": messages["price"] * 1e-4,
+        "side": messages["direction"].map({1: "bid", -1: "ask"}),
+    })
+    for column in book.columns:
+        values = book[column]
+        if "_price_" in column:
+            unified[column] = values.where(values.abs() != 9_999_999_999) * 1e-4
+        else:
+            unified[column] = values.astype("float64")
+    unified["source_row"] = np.arange(1, len(unified) + 1, dtype="uint32")
+    return unified
+
+
+def pandas_rules(df: pd.DataFrame) -> pd.DataFrame:
+    levels = sum(1 for c in df.columns if c.startswith("ask_price_"))
+    order_event = df["event_type"].notna() & ~df["event_type"].isin(["halt", "quoting_resumed", "trading_resumed"])
+    ticks = df["price"] / TICK
+    half = df["price"] / (TICK / 2)
+    off_grid = np.where(df["event_type"] == "execute_hidden", (half - half.round()).abs() > 1e-6, (ticks - ticks.round()).abs() > 1e-6)
+    masks = {
+        "no_nulls": df[["ts_ns", "order_id", "size", "price"]].isna().any(axis=1),
+        "known_codes": df["event_type"].isna() | df["side"].isna(),
+        "timestamps_sorted": df["ts_ns"].diff() < 0,
+        "positive_size": order_event & ~(df["size"] > 0),
+        "price_on_tick_grid": order_event & (~(df["price"] > 0) | off_grid),
+        "book_not_crossed": df["bid_price_1"] >= df["ask_price_1"],
+    }
+    inconsistent = pd.Series(False, index=df.index)
+    for side, worse in (("ask", np.less_equal), ("bid", np.greater_equal)):
+        for lv in range(1, levels + 1):
+            price, size = df[f"{side}_price_{lv}"], df[f"{side}_size_{lv}"]
+            inconsistent |= price.isna() & (size != 0)
+            if lv > 1:
+                previous = df[f"{side}_price_{lv - 1}"]
+                inconsistent |= previous.isna() & price.notna()
+                inconsistent |= pd.Series(worse(price, previous), index=df.index).fillna(False)
+    masks["book_levels_consistent"] = inconsistent
+    unmatched = pd.Series(False, index=df.index)
+    for side in ("bid", "ask"):
+        prices = df[[f"{side}_price_{lv}" for lv in range(1, levels + 1)]]
+        deepest = prices.min(axis=1) if side == "bid" else prices.max(axis=1)
+        inside = prices.iloc[:, -1].isna() | ((df["price"] >= deepest) if side == "bid" else (df["price"] <= deepest))
+        shown = prices.eq(df["price"], axis=0).any(axis=1)
+        unmatched |= (df["side"] == side) & inside & ~shown
+    masks["book_matches_message"] = (df["event_type"] == "submit") & unmatched
+    masks["no_duplicate_rows"] = df.drop(columns="source_row").duplicated() & (df["order_id"] != 0)
+    return pd.DataFrame(masks)
+
+
+def pandas_stages(archive: Path, out: Path) -> dict[str, float]:
+    started = time.perf_counter()
+    frame = pandas_read(archive)
+    read_done = time.perf_counter()
+    masks = pandas_rules(frame)
+    bad = masks.any(axis=1)
+    valid, rejected = frame[~bad], frame[bad]
+    validate_done = time.perf_counter()
+    valid.to_parquet(out / "pandas.parquet", compression="lz4")
+    rejected.to_parquet(out / "pandas_rejected.parquet", compression="lz4")
+    return {"read": read_done - started, "validate": validate_done - read_done, "write": time.perf_counter() - validate_done}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("archive", nargs="?", type=Path, default=DEFAULT_ZIP)
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args()
+    events = read_lobster_pair(pairs_in_archive(args.archive)[0]).height  # also warms caches
+    assert len(pandas_rules(pandas_read(args.archive))) == events
+    runs: dict[str, list[dict[str, float]]] = {"lob_platform": [], "pandas": []}
+    with tempfile.TemporaryDirectory() as folder:
+        for _ in range(args.repeats):
+            runs["lob_platform"].append(platform_stages(args.archive, Path(folder)))
+            runs["pandas"].append(pandas_stages(args.archive, Path(folder)))
+    print(f"{args.archive.name}: {events:,} events, median of {args.repeats} interleaved runs")
+    print(f"{'stage':<10}{'lob_platform s':>16}{'ev/s':>14}{'pandas s':>12}{'ev/s':>14}{'speed-up':>10}")
+    totals = {}
+    for stage in ("read", "validate", "write", "total"):
+        medians = {}
+        for side, samples in runs.items():
+            values = [sum(s.values()) if stage == "total" else s[stage] for s in samples]
+            medians[side] = statistics.median(values)
+        totals[stage] = medians
+        ours, theirs = medians["lob_platform"], medians["pandas"]
+        print(f"{stage:<10}{ours:>16.3f}{events / ours:>14,.0f}{theirs:>12.3f}{events / theirs:>14,.0f}{theirs / ours:>9.1f}x")
+
+
+if __name__ == "__main__":
+    main()
