@@ -144,16 +144,16 @@ def _unify_messages(messages: pl.DataFrame, midnight_ns: int) -> pl.DataFrame:
     is_status = pl.col("event_code") == 7
     event_type = (
         pl.when(is_status)
-        .then(pl.col("price").replace_strict(_HALT_STATUS, default=None, return_dtype=pl.String))
-        .otherwise(pl.col("event_code").replace_strict(_EVENT_CODES, default=None, return_dtype=pl.String))
+        .then(pl.col("price").replace_strict(_HALT_STATUS, default=None, return_dtype=EventType))
+        .otherwise(pl.col("event_code").replace_strict(_EVENT_CODES, default=None, return_dtype=EventType))
     )
     return messages.select(
         ts_ns=(pl.col("time_s") * 1e9).round().cast(pl.Int64) + midnight_ns,
-        event_type=event_type.cast(EventType),
+        event_type=event_type,
         order_id=pl.col("order_id"),
         size=pl.when(is_status).then(0).otherwise(pl.col("size")).cast(pl.Float64),
         price=pl.when(is_status).then(0).otherwise(pl.col("price")).cast(pl.Float64) * PRICE_SCALE,
-        side=pl.col("direction").replace_strict({1: "bid", -1: "ask"}, default=None, return_dtype=pl.String).cast(Side),
+        side=pl.col("direction").replace_strict({1: "bid", -1: "ask"}, default=None, return_dtype=Side),
         source_row=pl.int_range(1, pl.len() + 1, dtype=pl.UInt32),
     )
 

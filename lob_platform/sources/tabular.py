@@ -79,7 +79,7 @@ def _translate(column: str, mapping: Mapping[Any, str], dtype: pl.DataType) -> p
     as_text = {_text(code): name for code, name in mapping.items()}
     source = pl.col(column)
     text = source.cast(pl.String).str.to_lowercase()
-    return text.replace_strict(as_text, default=None, return_dtype=pl.String).cast(dtype)
+    return text.replace_strict(as_text, default=None, return_dtype=dtype)
 
 
 def _text(value: Any) -> str:
