@@ -12,9 +12,10 @@ import pytest
 
 from lob_platform.defs.automation import new_raw_files
 from lob_platform.defs.partitions import instruments
-from lob_platform.defs.raw import raw_assets
+from lob_platform.defs.raw import raw_assets, raw_checks
 from lob_platform.defs.resources import WarehouseIOManager
-from lob_platform.defs.validated import validated_assets
+from lob_platform.defs.checks import pandera_check
+from lob_platform.defs.validated import rule_names, validated_assets
 from lob_platform.definitions import defs
 from lob_platform_tests.test_lobster_reader import _corrupt, _replace_line
 
@@ -67,7 +68,7 @@ def instance():
 
 def materialize(instance, partition=AMZN_DAY, run_config=None):
     return dg.materialize(
-        [LOBSTER_RAW, LOBSTER_VALIDATE, downstream_of_validated()],
+        [LOBSTER_RAW, raw_checks[0], LOBSTER_VALIDATE, downstream_of_validated()],
         partition_key=partition,
         instance=instance,
         resources={"io_manager": WarehouseIOManager()},
@@ -84,7 +85,10 @@ def test_real_day_materializes_with_every_check_passing(amzn_day_dir, instance):
     result = materialize(instance)
     assert result.success
     checks = result.get_asset_check_evaluations()
-    assert len(checks) == 10 and all(c.passed for c in checks)
+    assert sorted(c.asset_check_key.to_user_string() for c in checks) == [
+        "lobster/raw_messages:pandera_schema", "lobster/rejected_messages:pandera_schema",
+        *[f"lobster/validated_messages:{name}" for name in sorted(rule_names("lobster") + ["pandera_schema"])]]
+    assert all(c.passed for c in checks)
     raw_meta = result.asset_materializations_for_node("lobster__raw_messages")[0].metadata
     assert raw_meta["rows"].value == 57_515 and raw_meta["source_file"].value.endswith("AMZN_2012-06-21_1.zip")
     assert raw_meta["first_event_utc"].value.startswith("2012-06-21T13:30")
@@ -158,3 +162,15 @@ def test_sensor_registers_instruments_and_requests_each_new_file_once(amzn_day_d
         os.utime(archive, ns=(archive.stat().st_atime_ns, archive.stat().st_mtime_ns + 10**9))
         redelivered = new_raw_files(dg.build_sensor_context(instance=instance, cursor=again.cursor, definitions=defs))
         assert len(redelivered.run_requests) == 1
+
+
+def test_pandera_asset_check_passes_and_fails_with_the_failure_cases():
+    from lob_platform.validation.schemas import table_schema
+    from lob_platform_tests.test_rules import messages
+
+    key = dg.AssetKey(["lobster", "raw_messages"])
+    schema = table_schema("messages", 2, 0.01, with_rules=False)
+    assert pandera_check(messages(), schema, key).passed
+    failed = pandera_check(messages().with_columns(pl.col("order_id").cast(pl.Float64)), schema, key)
+    assert not failed.passed and failed.severity == dg.AssetCheckSeverity.ERROR
+    assert "order_id" in failed.metadata["failures"].value

@@ -7,11 +7,10 @@ import pandera.errors
 import polars as pl
 import pytest
 
-from lob_platform.sources.schema import EventType, Side, book_columns, message_schema, snapshot_schema
+from lob_platform.sources.schema import book_columns, message_dtypes, snapshot_dtypes
 from lob_platform.validation.report import check_rules, split_valid_rejected
 from lob_platform.validation.rules import MESSAGE_RULES, SNAPSHOT_RULES
-from lob_platform.validation.schemas import message_schema as pandera_messages
-from lob_platform.validation.schemas import snapshot_schema as pandera_snapshots
+from lob_platform.validation.schemas import rejected_schema, table_schema
 
 TICK = 0.01
 #        ask1   askq  bid1   bidq   ask2   askq  bid2   bidq
@@ -30,7 +29,7 @@ def messages() -> pl.DataFrame:
     ]
     names = ["ts_ns", "event_type", "order_id", "size", "price", "side", *book_columns(2)]
     frame = pl.DataFrame(rows, schema=names, orient="row")
-    return frame.with_columns(source_row=pl.int_range(1, pl.len() + 1, dtype=pl.UInt32)).cast(message_schema(2))
+    return frame.with_columns(source_row=pl.int_range(1, pl.len() + 1, dtype=pl.UInt32)).cast(message_dtypes(2))
 
 
 def snapshots() -> pl.DataFrame:
@@ -40,7 +39,7 @@ def snapshots() -> pl.DataFrame:
         (3_000, 3_100, 100.02, 1.0, 100.00, 2.5, 100.03, 0.5, 99.99, 1.0),
     ]
     frame = pl.DataFrame(rows, schema=["ts_ns", "local_ts_ns", *book_columns(2)], orient="row")
-    return frame.with_columns(source_row=pl.int_range(2, pl.len() + 2, dtype=pl.UInt32)).cast(snapshot_schema(2))
+    return frame.with_columns(source_row=pl.int_range(2, pl.len() + 2, dtype=pl.UInt32)).cast(snapshot_dtypes(2))
 
 
 def _set(frame: pl.DataFrame, row: int, **values) -> pl.DataFrame:
@@ -80,8 +79,8 @@ def test_every_rule_has_a_breaking_case():
 def test_consistent_tables_pass_rules_and_pandera():
     assert check_rules(messages(), "messages", TICK).passed
     assert check_rules(snapshots(), "snapshots", TICK).passed
-    pandera_messages(2, TICK).validate(messages(), lazy=True)
-    pandera_snapshots(2, TICK).validate(snapshots(), lazy=True)
+    table_schema("messages", 2, TICK).validate(messages(), lazy=True)
+    table_schema("snapshots", 2, TICK).validate(snapshots(), lazy=True)
 
 
 def _failed_pandera_checks(schema, frame) -> set[str]:
@@ -94,21 +93,21 @@ def _failed_pandera_checks(schema, frame) -> set[str]:
 def test_message_rule_fails_only_on_its_own_breakage(rule):
     broken = MESSAGE_BREAKS[rule](messages())
     assert [r.rule for r in check_rules(broken, "messages", TICK).failures()] == [rule]
-    assert rule in _failed_pandera_checks(pandera_messages(2, TICK), broken)
+    assert rule in _failed_pandera_checks(table_schema("messages", 2, TICK), broken)
 
 
 @pytest.mark.parametrize("rule", list(SNAPSHOT_BREAKS))
 def test_snapshot_rule_fails_only_on_its_own_breakage(rule):
     broken = SNAPSHOT_BREAKS[rule](snapshots())
     assert [r.rule for r in check_rules(broken, "snapshots", TICK).failures()] == [rule]
-    assert rule in _failed_pandera_checks(pandera_snapshots(2, TICK), broken)
+    assert rule in _failed_pandera_checks(table_schema("snapshots", 2, TICK), broken)
 
 
 def test_pandera_rejects_wrong_dtypes_and_extra_columns():
     wrong_dtype = messages().with_columns(pl.col("size").cast(pl.Int64))
-    assert "dtype('Float64')" in _failed_pandera_checks(pandera_messages(2, TICK), wrong_dtype)
+    assert "dtype('Float64')" in _failed_pandera_checks(table_schema("messages", 2, TICK), wrong_dtype)
     extra = messages().with_columns(surprise=pl.lit(1))
-    assert "column_in_schema" in _failed_pandera_checks(pandera_messages(2, TICK), extra)
+    assert "column_in_schema" in _failed_pandera_checks(table_schema("messages", 2, TICK), extra)
 
 
 def test_hidden_fill_may_sit_on_the_half_tick_but_not_off_it():
@@ -149,3 +148,19 @@ def test_clean_split_has_empty_rejected_table_with_its_columns():
     valid, rejected, _ = split_valid_rejected(messages(), "messages", TICK, "day.csv")
     assert valid.equals(messages())
     assert rejected.height == 0 and rejected.columns[:3] == ["rules", "source_file", "source_row"]
+
+
+def test_rejected_schema_accepts_quarantine_rows_and_refuses_unknown_rules():
+    broken = MESSAGE_BREAKS["positive_size"](messages())
+    _, rejected, _ = split_valid_rejected(broken, "messages", TICK, "day.csv")
+    rejected_schema("messages", 2).validate(rejected, lazy=True)
+    renamed = rejected.with_columns(rules=pl.lit("positive_size,made_up_rule"))
+    assert "known_rule_names" in _failed_pandera_checks(rejected_schema("messages", 2), renamed)
+    assert "column_in_dataframe" in _failed_pandera_checks(rejected_schema("messages", 2), rejected.drop("source_file"))
+
+
+def test_raw_schema_checks_dtypes_but_not_rules():
+    broken = MESSAGE_BREAKS["timestamps_sorted"](messages())
+    table_schema("messages", 2, TICK, with_rules=False).validate(broken, lazy=True)
+    wrong = messages().with_columns(pl.col("ts_ns").cast(pl.Float64))
+    assert "dtype('Int64')" in _failed_pandera_checks(table_schema("messages", 2, TICK, with_rules=False), wrong)

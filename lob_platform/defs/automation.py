@@ -2,6 +2,7 @@
 
 
 import json
+from pathlib import Path
 
 import dagster as dg
 
@@ -21,8 +22,6 @@ refresh_catalogue_job = dg.define_asset_job("refresh_duckdb_catalog", selection=
 
 def file_stamp(day: DayFile) -> str:
     """Identity of a delivered file: a changed file (new mtime) is ingested again."""
-    from pathlib import Path
-
     origin = day.lobster_pair.archive or day.lobster_pair.message if day.lobster_pair else day.source
     return f"{day.venue}|{day.instrument}|{day.date}|{Path(origin).stat().st_mtime_ns}"
 

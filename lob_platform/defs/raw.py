@@ -4,14 +4,19 @@ skipped (the run succeeds, downstream steps are skipped)."""
 
 
 from datetime import datetime, timezone
+from pathlib import Path
 
 import dagster as dg
 import polars as pl
 
+from lob_platform.defs.checks import PANDERA_CHECK, pandera_check
 from lob_platform.defs.partitions import by_date_and_instrument
 from lob_platform.sources.catalog import VENUES, DayFile, find_day, parse_date
+from lob_platform.sources.schema import book_levels
+from lob_platform.validation.schemas import table_schema
 
 RAW_TABLE = {"lobster": "raw_messages", "mic": "raw_messages", "crypto": "raw_depth_snapshots"}
+TABLE = {"lobster": "messages", "mic": "messages", "crypto": "snapshots"}
 DESCRIPTION = {
     "lobster": "NASDAQ LOBSTER days (message + orderbook CSV pairs, sample zips or converted parquet), "
     "with the book after each message.",
@@ -44,8 +49,6 @@ def raw_metadata(day: DayFile, frame: pl.DataFrame) -> dict:
 
 
 def _size(day: DayFile) -> int:
-    from pathlib import Path
-
     path = Path(day.lobster_pair.archive or day.lobster_pair.message) if day.lobster_pair else Path(day.source)
     size = path.stat().st_size
     if day.lobster_pair and not day.lobster_pair.archive:
@@ -74,4 +77,22 @@ def build_raw_asset(venue: str) -> dg.AssetsDefinition:
     return raw
 
 
+def build_raw_schema_check(venue: str) -> dg.AssetChecksDefinition:
+    key = dg.AssetKey([venue, RAW_TABLE[venue]])
+
+    @dg.asset_check(
+        asset=key,
+        name=PANDERA_CHECK,
+        blocking=True,
+        partitions_def=by_date_and_instrument[venue],
+        description="the raw table has the unified columns and dtypes (rules are the validated layer's job)",
+    )
+    def raw_schema(raw: pl.DataFrame) -> dg.AssetCheckResult:
+        schema = table_schema(TABLE[venue], book_levels(raw.columns), None, with_rules=False)
+        return pandera_check(raw, schema, key)
+
+    return raw_schema
+
+
 raw_assets = [build_raw_asset(venue) for venue in VENUES]
+raw_checks = [build_raw_schema_check(venue) for venue in VENUES]

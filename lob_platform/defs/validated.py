@@ -9,18 +9,17 @@ higher fraction.
 
 
 import dagster as dg
-import pandera.errors
 import polars as pl
 
+from lob_platform.defs.checks import pandera_check, pandera_check_spec
 from lob_platform.defs.partitions import by_date_and_instrument
-from lob_platform.defs.raw import RAW_TABLE, day_of, time_span
+from lob_platform.defs.raw import RAW_TABLE, TABLE, day_of, time_span
 from lob_platform.sources.catalog import VENUES, find_day, parse_date
 from lob_platform.sources.schema import book_levels
 from lob_platform.validation.report import RuleResult, split_valid_rejected
 from lob_platform.validation.rules import MESSAGE_RULES, SNAPSHOT_RULES
-from lob_platform.validation.schemas import message_schema, snapshot_schema
+from lob_platform.validation.schemas import rejected_schema, table_schema
 
-TABLE = {"lobster": "messages", "mic": "messages", "crypto": "snapshots"}
 VALID_TABLE = {"messages": "validated_messages", "snapshots": "validated_depth_snapshots"}
 REJECTED_TABLE = {"messages": "rejected_messages", "snapshots": "rejected_depth_snapshots"}
 BOOK_RULES = {"book_not_crossed", "book_levels_consistent", "book_matches_message"}
@@ -66,8 +65,8 @@ def build_validated_assets(venue: str) -> dg.AssetsDefinition:
     valid_key = dg.AssetKey([venue, VALID_TABLE[table]])
     rejected_key = dg.AssetKey([venue, REJECTED_TABLE[table]])
     checks = [dg.AssetCheckSpec(name, asset=valid_key, blocking=True) for name in rule_names(venue)]
-    checks.append(dg.AssetCheckSpec("pandera_schema", asset=valid_key, blocking=True,
-                                    description="the validated table matches its pandera schema (dtypes, columns, every rule)"))
+    checks += [pandera_check_spec(valid_key, "dtypes, columns and every rule"),
+               pandera_check_spec(rejected_key, "known rule names, source file and line, the raw columns")]
 
     @dg.multi_asset(
         name=f"{venue}_validate",
@@ -96,22 +95,11 @@ def build_validated_assets(venue: str) -> dg.AssetsDefinition:
         for name in rule_names(venue):
             yield rule_check(by_rule.get(name), name, raw.height, config.max_rejected_fraction, valid_key, source,
                              rejected_key.to_user_string())
-        yield schema_check(valid, table, tick, valid_key)
+        levels = book_levels(raw.columns)
+        yield pandera_check(valid, table_schema(table, levels, tick), valid_key)
+        yield pandera_check(rejected, rejected_schema(table, levels), rejected_key)
 
     return validate
-
-
-def schema_check(valid: pl.DataFrame, table: str, tick: float | None, asset_key: dg.AssetKey) -> dg.AssetCheckResult:
-    """pandera's verdict on the written table: a post-condition on the quarantine and the reader."""
-    levels = book_levels(valid.columns)
-    schema = message_schema(levels, tick) if table == "messages" else snapshot_schema(levels, tick)
-    try:
-        schema.validate(valid, lazy=True)
-    except pandera.errors.SchemaErrors as errors:
-        return dg.AssetCheckResult(asset_key=asset_key, check_name="pandera_schema", passed=False,
-                                   metadata={"failures": dg.MetadataValue.md(f"```\n{str(errors)[:4000]}\n```")})
-    return dg.AssetCheckResult(asset_key=asset_key, check_name="pandera_schema", passed=True,
-                               metadata={"schema": schema.name, "columns": len(schema.columns)})
 
 
 validated_assets = [build_validated_assets(venue) for venue in VENUES]

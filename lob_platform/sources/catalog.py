@@ -18,6 +18,7 @@ from pathlib import Path
 
 import polars as pl
 
+from lob_platform.errors import ConfigError
 from lob_platform.paths import data_root
 from lob_platform.sources import crypto, lobster
 from lob_platform.sources.tabular import read_exchange_file
@@ -40,10 +41,6 @@ class DayFile:
     form: str  # csv, zip, parquet
     levels: int = 0
     lobster_pair: lobster.LobsterFilePair | None = None
-
-    @property
-    def table(self) -> str:
-        return "snapshots" if self.venue == "crypto" else "messages"
 
     @property
     def tick(self) -> float | None:
@@ -78,8 +75,7 @@ def _lobster_days(folder: Path) -> list[DayFile]:
     if not folder.is_dir():
         return []
     candidates = [
-        DayFile("lobster", pair.product, pair.date, pair.origin if pair.archive else pair.message,
-                "zip" if pair.archive else "csv", pair.levels, pair)
+        DayFile("lobster", pair.product, pair.date, pair.origin, "zip" if pair.archive else "csv", pair.levels, pair)
         for pair in lobster.pairs_in_folder(folder) + [p for z in sorted(folder.glob("*.zip")) for p in lobster.pairs_in_archive(z)]
     ]
     for path in sorted(folder.glob("*_messages.parquet")):
@@ -113,8 +109,6 @@ def _crypto_days(folder: Path) -> list[DayFile]:
 
 def parse_date(value: str, what: str = "date") -> Date:
     """An ISO date (YYYY-MM-DD), or a ConfigError saying what was expected."""
-    from lob_platform.errors import ConfigError
-
     try:
         return datetime.strptime(value, "%Y-%m-%d").date()
     except ValueError:

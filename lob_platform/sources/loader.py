@@ -13,7 +13,7 @@ from lob_platform.errors import ConfigError, DataFileNotFound
 from lob_platform.paths import data_root
 from lob_platform.sources import catalog, crypto
 from lob_platform.sources.lobster import LOBSTER_TIMEZONE
-from lob_platform.sources.schema import message_schema, snapshot_schema
+from lob_platform.sources.schema import message_dtypes, snapshot_dtypes
 from lob_platform.sources.tabular import read_exchange_file
 from lob_platform.sources.timezones import local_datetime_utc_ns
 from lob_platform.sources.venues import CRYPTO_EXCHANGES, LOBSTER_TICK, MIC, ExchangeConfig
@@ -77,7 +77,7 @@ def load_messages(
             )
         frames.append(frame)
     if not frames:
-        return pl.DataFrame(schema=message_schema(0))
+        return pl.DataFrame(schema=message_dtypes(0))
     first, last = local_datetime_utc_ns(start, timezone), local_datetime_utc_ns(end, timezone)
     return pl.concat(frames, how="diagonal_relaxed").filter(pl.col("ts_ns").is_between(first, last))
 
@@ -134,7 +134,7 @@ def load_snapshots(
             )
         frames.append(found.read())
     if not frames:
-        return pl.DataFrame(schema=snapshot_schema(0))
+        return pl.DataFrame(schema=snapshot_dtypes(0))
     first, last = local_datetime_utc_ns(start, "UTC"), local_datetime_utc_ns(end, "UTC")
     return pl.concat(frames, how="diagonal_relaxed").filter(pl.col("ts_ns").is_between(first, last))
 

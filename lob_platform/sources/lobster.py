@@ -178,11 +178,3 @@ def _count_fields(data: bytes, origin: str) -> int:
         )
     return n_fields
 
-
-def read_lobster_parquet(path: Path) -> pl.DataFrame:
-    """The converted layout (tst ns since the epoch UTC, event_code, vol, prc in 1e-4 dollars,
-    direction, order_id), in the unified schema (no book)."""
-    from lob_platform.sources.tabular import read_exchange_file
-    from lob_platform.sources.venues import LOBSTER_PARQUET
-
-    return read_exchange_file(path, LOBSTER_PARQUET)

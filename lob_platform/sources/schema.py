@@ -76,7 +76,7 @@ def book_levels(columns: list[str]) -> int:
     return level
 
 
-def message_schema(levels: int) -> dict[str, pl.DataType]:
+def message_dtypes(levels: int) -> dict[str, pl.DataType]:
     """Full dtype map of a message table with ``levels`` book levels."""
     schema = dict(MESSAGE_COLUMNS)
     schema.update({c: pl.Float64() for c in book_columns(levels)})
@@ -84,7 +84,7 @@ def message_schema(levels: int) -> dict[str, pl.DataType]:
     return schema
 
 
-def snapshot_schema(levels: int) -> dict[str, pl.DataType]:
+def snapshot_dtypes(levels: int) -> dict[str, pl.DataType]:
     """Full dtype map of a depth-snapshot table with ``levels`` book levels."""
     schema = dict(SNAPSHOT_COLUMNS)
     schema.update({c: pl.Float64() for c in book_columns(levels)})

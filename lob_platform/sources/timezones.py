@@ -23,7 +23,3 @@ def local_datetime_utc_ns(moment: datetime, tz: str) -> int:
     aware = moment.replace(tzinfo=ZoneInfo(tz))
     return round(aware.timestamp() * 1_000_000) * 1000
 
-
-def local_date_of(ts_ns: int, tz: str) -> Date:
-    """Exchange-local calendar date of a UTC ns timestamp."""
-    return datetime.fromtimestamp(ts_ns / 1e9, tz=ZoneInfo(tz)).date()

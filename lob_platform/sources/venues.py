@@ -5,12 +5,11 @@ themselves ExchangeConfigs; LOBSTER's CSV pairs and crypto snapshots have reader
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
 from lob_platform.errors import ConfigError
-from lob_platform.paths import data_root
 from lob_platform.sources.schema import EVENT_TYPES
 
 # The keys of ``column_mapping`` (seed 000's vocabulary) and whether each is required.
@@ -23,7 +22,7 @@ DEFAULT_EVENT_CODES: dict[Any, str] = {
     **{name: name for name in EVENT_TYPES},
 }
 DEFAULT_SIDES: dict[Any, str] = {
-    1: "bid", -1: "ask", True: "bid", False: "ask",
+    1: "bid", -1: "ask", "true": "bid", "false": "ask",
     "bid": "bid", "ask": "ask", "buy": "bid", "sell": "ask", "b": "bid", "a": "ask",
 }
 
@@ -110,10 +109,4 @@ LOBSTER_PARQUET = ExchangeConfig(
 )
 
 LOBSTER_TICK = 0.01
-MESSAGE_SOURCES = ("lobster", "mic")
 CRYPTO_EXCHANGES = ("binance_spot", "binance_perp", "bybit_spot")
-
-
-def under_data_root(config: ExchangeConfig) -> ExchangeConfig:
-    """A built-in config with its folder resolved under the current data root."""
-    return replace(config, data_path=str(data_root() / config.data_path))

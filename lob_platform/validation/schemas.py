@@ -1,53 +1,56 @@
-"""pandera schemas for every table: column dtypes and nullability plus the validation rules as
-dataframe-level checks, built from the same polars expressions the quarantine uses."""
+"""pandera schemas for every table: column dtypes and nullability plus, for validated tables,
+the validation rules as dataframe-level checks built from the same polars expressions the
+quarantine uses.
+
+- raw tables: the unified columns and dtypes only (breaking rules is allowed there: that is
+  what the quarantine sorts out);
+- validated tables: columns, dtypes and every rule;
+- rejected tables: which rules (known names), source file and line, then the raw columns.
+"""
 
 from __future__ import annotations
 
 import pandera.polars as pa
 import polars as pl
 
-from lob_platform.sources.schema import (
-    MESSAGE_COLUMNS,
-    SNAPSHOT_COLUMNS,
-    SOURCE_ROW,
-    book_columns,
-)
+from lob_platform.sources.schema import MESSAGE_COLUMNS, SNAPSHOT_COLUMNS, SOURCE_ROW, book_columns
 from lob_platform.validation.rules import MESSAGE_RULES, SNAPSHOT_RULES, applicable, rule_context
 
-
-def _rule_checks(rules, ctx) -> list[pa.Check]:
-    return [
-        pa.Check(lambda data, expr=expr: data.lazyframe.select(~expr), name=rule.name, description=rule.description)
-        for rule, expr in applicable(rules, ctx)
-    ]
+CORE_COLUMNS = {"messages": MESSAGE_COLUMNS, "snapshots": SNAPSHOT_COLUMNS}
+RULES = {"messages": MESSAGE_RULES, "snapshots": SNAPSHOT_RULES}
 
 
-def _columns(core: dict[str, pl.DataType], levels: int, nullable_core: bool) -> dict[str, pa.Column]:
-    columns = {name: pa.Column(dtype, nullable=nullable_core) for name, dtype in core.items()}
-    columns.update(
-        {name: pa.Column(pl.Float64, nullable="_price_" in name) for name in book_columns(levels)}
-    )
+def _columns(table: str, levels: int, nullable: bool) -> dict[str, pa.Column]:
+    # Core nulls are the no_nulls rule's concern, so they are allowed at the dtype level.
+    columns = {name: pa.Column(dtype, nullable=True) for name, dtype in CORE_COLUMNS[table].items()}
+    columns.update({name: pa.Column(pl.Float64, nullable=nullable or "_price_" in name) for name in book_columns(levels)})
     columns[SOURCE_ROW] = pa.Column(pl.UInt32, nullable=False)
     return columns
 
 
-def message_schema(levels: int, tick: float | None) -> pa.DataFrameSchema:
-    """Schema of a message table with ``levels`` book levels (0 for message-only venues)."""
-    ctx = rule_context(list(MESSAGE_COLUMNS) + book_columns(levels) + [SOURCE_ROW], tick)
+def table_schema(table: str, levels: int, tick: float | None, with_rules: bool = True) -> pa.DataFrameSchema:
+    """Schema of a ``messages`` or ``snapshots`` table with ``levels`` book levels."""
+    ctx = rule_context(list(CORE_COLUMNS[table]) + book_columns(levels) + [SOURCE_ROW], tick)
+    checks = [
+        pa.Check(lambda data, expr=expr: data.lazyframe.select(~expr), name=rule.name, description=rule.description)
+        for rule, expr in applicable(RULES[table], ctx)
+    ]
     return pa.DataFrameSchema(
-        _columns(MESSAGE_COLUMNS, levels, nullable_core=True),  # nulls are the no_nulls rule's job
-        checks=_rule_checks(MESSAGE_RULES, ctx),
+        _columns(table, levels, nullable=False),
+        checks=checks if with_rules else [],
         strict=True,
-        name=f"messages_{levels}_levels",
+        name=f"{'validated' if with_rules else 'raw'}_{table}_{levels}_levels",
     )
 
 
-def snapshot_schema(levels: int, tick: float | None) -> pa.DataFrameSchema:
-    """Schema of a depth-snapshot table with ``levels`` book levels."""
-    ctx = rule_context(list(SNAPSHOT_COLUMNS) + book_columns(levels) + [SOURCE_ROW], tick)
-    return pa.DataFrameSchema(
-        _columns(SNAPSHOT_COLUMNS, levels, nullable_core=True),
-        checks=_rule_checks(SNAPSHOT_RULES, ctx),
-        strict=True,
-        name=f"snapshots_{levels}_levels",
-    )
+def rejected_schema(table: str, levels: int) -> pa.DataFrameSchema:
+    """Schema of a quarantine table: every row names only known rules and its source line."""
+    known = {rule.name for rule in RULES[table]}
+    columns = {
+        "rules": pa.Column(pl.String, pa.Check(lambda data: data.lazyframe.select(
+            pl.col(data.key).str.split(",").list.eval(pl.element().is_in(list(known))).list.all()),
+            name="known_rule_names"), nullable=False),
+        "source_file": pa.Column(pl.String, nullable=False),
+        **_columns(table, levels, nullable=True),
+    }
+    return pa.DataFrameSchema(columns, strict=True, name=f"rejected_{table}_{levels}_levels")
