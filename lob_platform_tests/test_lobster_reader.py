@@ -132,13 +132,14 @@ def test_unsorted_timestamps_fail_their_rule(amzn_csv_pair, data_dir):
     assert error.value.report.failures()[0].first_rows == [101, 5001]  # the row after each moved one goes back
 
 
-def test_negative_size_fails_positive_size(amzn_csv_pair, data_dir):
-    def negate(line):
-        fields = line.split(",")
-        fields[3] = "-" + fields[3]
-        return ",".join(fields)
+def negate_size(line: str) -> str:
+    fields = line.split(",")
+    fields[3] = "-" + fields[3]
+    return ",".join(fields)
 
-    _corrupt(amzn_csv_pair, data_dir, message_edit=_replace_line(777, negate))
+
+def test_negative_size_fails_positive_size(amzn_csv_pair, data_dir):
+    _corrupt(amzn_csv_pair, data_dir, message_edit=_replace_line(777, negate_size))
     with pytest.raises(ValidationError, match=r"'positive_size'.*1 of 57515 rows, first at source rows \[777\]"):
         validate_messages(load_messages("AMZN", "lobster", FULL_DAY), "lobster")
 
