@@ -9,7 +9,7 @@ import time
 import dagster as dg
 
 from lob_platform.paths import data_root, warehouse_root
-from lob_platform.sources.catalog import VENUES, DayFile, discover
+from lob_platform.sources.catalog import DayFile, discover
 from lob_platform.warehouse import CATALOGUE, query
 
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}  # runs are in the UI; keep the terminal short
@@ -37,11 +37,10 @@ def ensure_data() -> list[DayFile]:
 def register_instruments(instance: dg.DagsterInstance, days: list[DayFile]) -> None:
     from lob_platform.defs.partitions import instruments
 
-    for venue in VENUES:
-        keys = sorted({d.instrument for d in days if d.venue == venue})
-        known = set(instance.get_dynamic_partitions(instruments[venue].name))
-        if set(keys) - known:
-            instance.add_dynamic_partitions(instruments[venue].name, sorted(set(keys) - known))
+    for venue, dynamic in instruments.items():
+        new = {d.instrument for d in days if d.venue == venue} - set(instance.get_dynamic_partitions(dynamic.name))
+        if new:
+            instance.add_dynamic_partitions(dynamic.name, sorted(new))
 
 
 def run_main_job() -> int:

@@ -17,6 +17,7 @@ from lob_platform.defs.resources import WarehouseIOManager
 from lob_platform.defs.checks import pandera_check
 from lob_platform.defs.validated import rule_names, validated_assets
 from lob_platform.definitions import defs
+from lob_platform.sources.catalog import BUILT_IN
 from lob_platform_tests.test_lobster_reader import _corrupt, _replace_line
 
 SNAPSHOT = Path(__file__).parent / "snapshots" / "definitions.txt"
@@ -87,7 +88,7 @@ def test_real_day_materializes_with_every_check_passing(amzn_day_dir, instance):
     checks = result.get_asset_check_evaluations()
     assert sorted(c.asset_check_key.to_user_string() for c in checks) == [
         "lobster/raw_messages:pandera_schema", "lobster/rejected_messages:pandera_schema",
-        *[f"lobster/validated_messages:{name}" for name in sorted(rule_names("lobster") + ["pandera_schema"])]]
+        *[f"lobster/validated_messages:{name}" for name in sorted(rule_names(BUILT_IN[0]) + ["pandera_schema"])]]
     assert all(c.passed for c in checks)
     raw_meta = result.asset_materializations_for_node("lobster__raw_messages")[0].metadata
     assert raw_meta["rows"].value == 57_515 and raw_meta["source_file"].value.endswith("AMZN_2012-06-21_1.zip")

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import polars as pl
@@ -100,3 +103,60 @@ def test_mic_order_log(data_dir):
     off_tick = frame.with_columns(price=pl.lit(110_005.0))
     with pytest.raises(Exception, match="price_on_tick_grid"):
         validate_messages(off_tick, "mic")
+
+
+VENUES_TOML = """
+[mycoin]
+filename_template = "{product}_{date}.csv"
+date_format = "%Y%m%d"
+time_unit = "ms"
+trading_days = "all"
+tick_size = 0.5
+
+[mycoin.column_mapping]
+timestamp = "ts"
+event_type = "kind"
+volume = "qty"
+price = "px"
+side = "book_side"
+order_id = "oid"
+
+[mycoin.event_code_map]
+created = "submit"
+changed = "modify"
+deleted = "delete"
+"""
+
+
+def test_venue_declared_in_venues_toml_is_loaded_by_name(data_dir):
+    (data_dir / "venues.toml").write_text(VENUES_TOML)
+    (data_dir / "mycoin").mkdir()
+    (data_dir / "mycoin" / "BTCUSD_20200601.csv").write_text(CRYPTO_FEED)
+    frame = load_messages("BTCUSD", "mycoin", ["200601.000000", "200601.235959"])
+    assert frame["event_type"].to_list() == ["submit", "submit", "modify", "delete"]
+
+
+def test_bad_venues_toml_says_where(data_dir):
+    (data_dir / "venues.toml").write_text('[mic]\nfilename_template = "{date}.csv"\n')
+    with pytest.raises(ConfigError, match=r"venues.toml: venue name \[mic\]"):
+        load_messages("X", "whatever", ["200601.000000", "200601.235959"])
+    (data_dir / "venues.toml").write_text('[mycoin]\nfilename_template = "{date}.csv"\ncolour = "red"\n')
+    with pytest.raises(ConfigError, match=r"\[mycoin\]: .*colour"):
+        load_messages("X", "mycoin", ["200601.000000", "200601.235959"])
+
+
+def test_declared_venue_becomes_assets_with_no_code_change(tmp_path):
+    """The real code location, loaded in a fresh process against a data folder with venues.toml."""
+    data = tmp_path / "data"
+    (data / "mycoin").mkdir(parents=True)
+    (data / "venues.toml").write_text(VENUES_TOML)
+    (data / "mycoin" / "BTCUSD_20200601.csv").write_text(CRYPTO_FEED)
+    env = {**os.environ, "LOB_DATA_DIR": str(data), "LOB_WAREHOUSE_DIR": str(tmp_path / "wh"),
+           "DAGSTER_HOME": str(tmp_path / "home"), "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    run = subprocess.run([sys.executable, "-m", "lob_platform", "run"], env=env, cwd=tmp_path, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "[1/1] mycoin BTCUSD 2020-06-01: ok" in run.stdout
+    query = subprocess.run([sys.executable, "-m", "lob_platform", "sql",
+                            "select venue, instrument, count(*) from validated_messages group by all"],
+                           env=env, cwd=tmp_path, capture_output=True, text=True)
+    assert query.stdout.splitlines()[1:] == ["mycoin\tBTCUSD\t4"]

@@ -2,12 +2,11 @@
 
 
 import json
-from pathlib import Path
 
 import dagster as dg
 
 from lob_platform.defs.partitions import instruments, partition_key
-from lob_platform.sources.catalog import VENUES, DayFile, discover
+from lob_platform.sources.catalog import DayFile, discover
 
 ingest_jobs = {
     venue: dg.define_asset_job(
@@ -15,20 +14,21 @@ ingest_jobs = {
         selection=dg.AssetSelection.groups(venue),
         description=f"Read, normalise and validate one {venue} instrument-day.",
     )
-    for venue in VENUES
+    for venue in instruments
 }
 refresh_catalogue_job = dg.define_asset_job("refresh_duckdb_catalog", selection=dg.AssetSelection.groups("warehouse"))
 
 
 def file_stamp(day: DayFile) -> str:
     """Identity of a delivered file: a changed file (new mtime) is ingested again."""
-    origin = day.lobster_pair.archive or day.lobster_pair.message if day.lobster_pair else day.source
-    return f"{day.venue}|{day.instrument}|{day.date}|{Path(origin).stat().st_mtime_ns}"
+    return f"{day.venue}|{day.instrument}|{day.date}|{day.stamp_path.stat().st_mtime_ns}"
 
 
 def plan_new_files(days: list[DayFile], seen: set[str], known_instruments: dict[str, set[str]]):
     """(instruments to register per venue, days to ingest, new cursor) for files not seen before."""
-    new_instruments = {venue: sorted({d.instrument for d in days if d.venue == venue} - known_instruments[venue]) for venue in VENUES}
+    new_instruments = {
+        venue: sorted({d.instrument for d in days if d.venue == venue} - known) for venue, known in known_instruments.items()
+    }
     fresh = [d for d in days if file_stamp(d) not in seen]
     return new_instruments, fresh, sorted(seen | {file_stamp(d) for d in days})
 
@@ -37,7 +37,7 @@ def plan_new_files(days: list[DayFile], seen: set[str], known_instruments: dict[
 def new_raw_files(context: dg.SensorEvaluationContext) -> dg.SensorResult:
     """Registers instruments found in the data folder and requests one run per new instrument-day."""
     seen = set(json.loads(context.cursor)) if context.cursor else set()
-    known = {venue: set(context.instance.get_dynamic_partitions(instruments[venue].name)) for venue in VENUES}
+    known = {venue: set(context.instance.get_dynamic_partitions(dynamic.name)) for venue, dynamic in instruments.items()}
     new_instruments, fresh, cursor = plan_new_files(discover(), seen, known)
     return dg.SensorResult(
         run_requests=[

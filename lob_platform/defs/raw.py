@@ -10,19 +10,12 @@ import dagster as dg
 import polars as pl
 
 from lob_platform.defs.checks import PANDERA_CHECK, pandera_check
-from lob_platform.defs.partitions import by_date_and_instrument
-from lob_platform.sources.catalog import VENUES, DayFile, find_day, parse_date
+from lob_platform.defs.partitions import VENUES, by_date_and_instrument
+from lob_platform.sources.catalog import DayFile, Venue, find_day, parse_date
 from lob_platform.sources.schema import book_levels
 from lob_platform.validation.schemas import table_schema
 
-RAW_TABLE = {"lobster": "raw_messages", "mic": "raw_messages", "crypto": "raw_depth_snapshots"}
-TABLE = {"lobster": "messages", "mic": "messages", "crypto": "snapshots"}
-DESCRIPTION = {
-    "lobster": "NASDAQ LOBSTER days (message + orderbook CSV pairs, sample zips or converted parquet), "
-    "with the book after each message.",
-    "mic": "MIC exchange-futures order logs (MOEX codes: 1 add, 0 delete, 2 trade).",
-    "crypto": "Crypto L2 depth snapshots (book_snapshot_N CSV) per exchange.symbol.",
-}
+RAW_TABLE = {"messages": "raw_messages", "snapshots": "raw_depth_snapshots"}
 
 
 def day_of(context: dg.AssetExecutionContext) -> tuple[str, str]:
@@ -49,27 +42,30 @@ def raw_metadata(day: DayFile, frame: pl.DataFrame) -> dict:
 
 
 def _size(day: DayFile) -> int:
-    path = Path(day.lobster_pair.archive or day.lobster_pair.message) if day.lobster_pair else Path(day.source)
-    size = path.stat().st_size
+    size = day.stamp_path.stat().st_size
     if day.lobster_pair and not day.lobster_pair.archive:
         size += Path(day.lobster_pair.orderbook).stat().st_size
     return size
 
 
-def build_raw_asset(venue: str) -> dg.AssetsDefinition:
+def raw_key(venue: Venue) -> dg.AssetKey:
+    return dg.AssetKey([venue.name, RAW_TABLE[venue.table]])
+
+
+def build_raw_asset(venue: Venue) -> dg.AssetsDefinition:
     @dg.asset(
-        key=[venue, RAW_TABLE[venue]],
-        partitions_def=by_date_and_instrument[venue],
+        key=raw_key(venue),
+        partitions_def=by_date_and_instrument[venue.name],
         output_required=False,
-        group_name=venue,
+        group_name=venue.name,
         kinds={"polars", "parquet"},
-        description=DESCRIPTION[venue],
+        description=venue.description,
     )
     def raw(context: dg.AssetExecutionContext):
         date, instrument = day_of(context)
-        day = find_day(venue, instrument, parse_date(date, "partition date"))
+        day = find_day(venue.name, instrument, parse_date(date, "partition date"))
         if day is None:
-            context.log.info(f"no {venue} file for {instrument} on {date} (weekend, holiday or not delivered): skipped")
+            context.log.info(f"no {venue.name} file for {instrument} on {date} (weekend, holiday or not delivered): skipped")
             return
         frame = day.read()
         yield dg.Output(frame, metadata=raw_metadata(day, frame))
@@ -77,18 +73,18 @@ def build_raw_asset(venue: str) -> dg.AssetsDefinition:
     return raw
 
 
-def build_raw_schema_check(venue: str) -> dg.AssetChecksDefinition:
-    key = dg.AssetKey([venue, RAW_TABLE[venue]])
+def build_raw_schema_check(venue: Venue) -> dg.AssetChecksDefinition:
+    key = raw_key(venue)
 
     @dg.asset_check(
         asset=key,
         name=PANDERA_CHECK,
         blocking=True,
-        partitions_def=by_date_and_instrument[venue],
+        partitions_def=by_date_and_instrument[venue.name],
         description="the raw table has the unified columns and dtypes (rules are the validated layer's job)",
     )
     def raw_schema(raw: pl.DataFrame) -> dg.AssetCheckResult:
-        schema = table_schema(TABLE[venue], book_levels(raw.columns), None, with_rules=False)
+        schema = table_schema(venue.table, book_levels(raw.columns), None, with_rules=False)
         return pandera_check(raw, schema, key)
 
     return raw_schema

@@ -12,9 +12,9 @@ import dagster as dg
 import polars as pl
 
 from lob_platform.defs.checks import pandera_check, pandera_check_spec
-from lob_platform.defs.partitions import by_date_and_instrument
-from lob_platform.defs.raw import RAW_TABLE, TABLE, day_of, time_span
-from lob_platform.sources.catalog import VENUES, find_day, parse_date
+from lob_platform.defs.partitions import VENUES, by_date_and_instrument
+from lob_platform.defs.raw import day_of, raw_key, time_span
+from lob_platform.sources.catalog import Venue, find_day, parse_date
 from lob_platform.sources.schema import book_levels
 from lob_platform.validation.report import RuleResult, split_valid_rejected
 from lob_platform.validation.rules import MESSAGE_RULES, SNAPSHOT_RULES
@@ -23,7 +23,6 @@ from lob_platform.validation.schemas import rejected_schema, table_schema
 VALID_TABLE = {"messages": "validated_messages", "snapshots": "validated_depth_snapshots"}
 REJECTED_TABLE = {"messages": "rejected_messages", "snapshots": "rejected_depth_snapshots"}
 BOOK_RULES = {"book_not_crossed", "book_levels_consistent", "book_matches_message"}
-HAS_BOOK = {"lobster": True, "mic": False, "crypto": True}
 
 
 class ValidationConfig(dg.Config):
@@ -31,9 +30,9 @@ class ValidationConfig(dg.Config):
     """Share of a partition's rows a rule may reject before its check fails (0: any)."""
 
 
-def rule_names(venue: str) -> list[str]:
-    rules = MESSAGE_RULES if TABLE[venue] == "messages" else SNAPSHOT_RULES
-    return [r.name for r in rules if HAS_BOOK[venue] or r.name not in BOOK_RULES]
+def rule_names(venue: Venue) -> list[str]:
+    rules = MESSAGE_RULES if venue.table == "messages" else SNAPSHOT_RULES
+    return [r.name for r in rules if venue.has_book or r.name not in BOOK_RULES]
 
 
 def rule_check(
@@ -60,30 +59,30 @@ def rule_check(
     )
 
 
-def build_validated_assets(venue: str) -> dg.AssetsDefinition:
-    table = TABLE[venue]
-    valid_key = dg.AssetKey([venue, VALID_TABLE[table]])
-    rejected_key = dg.AssetKey([venue, REJECTED_TABLE[table]])
+def build_validated_assets(venue: Venue) -> dg.AssetsDefinition:
+    table = venue.table
+    valid_key = dg.AssetKey([venue.name, VALID_TABLE[table]])
+    rejected_key = dg.AssetKey([venue.name, REJECTED_TABLE[table]])
     checks = [dg.AssetCheckSpec(name, asset=valid_key, blocking=True) for name in rule_names(venue)]
     checks += [pandera_check_spec(valid_key, "dtypes, columns and every rule"),
                pandera_check_spec(rejected_key, "known rule names, source file and line, the raw columns")]
 
     @dg.multi_asset(
-        name=f"{venue}_validate",
+        name=f"{venue.name}_validate",
         outs={
-            "valid": dg.AssetOut(key=valid_key, description=f"{venue} {table} that pass every rule, unified schema.",
+            "valid": dg.AssetOut(key=valid_key, description=f"{venue.name} {table} that pass every rule, unified schema.",
                                  kinds={"polars", "parquet"}),
-            "rejected": dg.AssetOut(key=rejected_key, description=f"{venue} rows that break a rule: rules, source_file, source_row, then the row.",
+            "rejected": dg.AssetOut(key=rejected_key, description=f"{venue.name} rows that break a rule: rules, source_file, source_row, then the row.",
                                     kinds={"polars", "parquet"}),
         },
-        ins={"raw": dg.AssetIn(key=[venue, RAW_TABLE[venue]])},
-        partitions_def=by_date_and_instrument[venue],
+        ins={"raw": dg.AssetIn(key=raw_key(venue))},
+        partitions_def=by_date_and_instrument[venue.name],
         check_specs=checks,
-        group_name=venue,
+        group_name=venue.name,
     )
     def validate(context: dg.AssetExecutionContext, config: ValidationConfig, raw: pl.DataFrame):
         date, instrument = day_of(context)
-        day = find_day(venue, instrument, parse_date(date, "partition date"))
+        day = find_day(venue.name, instrument, parse_date(date, "partition date"))
         source = day.source if day else "unknown"
         tick = day.tick if day else None
         valid, rejected, report = split_valid_rejected(raw, table, tick, source)

@@ -5,16 +5,17 @@ from pathlib import Path
 
 import dagster as dg
 
-from lob_platform.defs.raw import RAW_TABLE
-from lob_platform.defs.validated import REJECTED_TABLE, TABLE, VALID_TABLE
+from lob_platform.defs.partitions import VENUES
+from lob_platform.defs.raw import raw_key
+from lob_platform.defs.validated import REJECTED_TABLE, VALID_TABLE
 from lob_platform.paths import warehouse_root
-from lob_platform.sources.catalog import VENUES
 from lob_platform.warehouse import CATALOGUE, refresh_views
 
 INGEST_KEYS = [
-    dg.AssetKey([venue, name])
+    key
     for venue in VENUES
-    for name in (RAW_TABLE[venue], VALID_TABLE[TABLE[venue]], REJECTED_TABLE[TABLE[venue]])
+    for key in (raw_key(venue), dg.AssetKey([venue.name, VALID_TABLE[venue.table]]),
+                dg.AssetKey([venue.name, REJECTED_TABLE[venue.table]]))
 ]
 
 

@@ -1,4 +1,5 @@
-"""What raw data the data folder holds: one ``DayFile`` per (venue, instrument, trading date).
+"""What raw data the data folder holds: the venues, and one ``DayFile`` per (venue, instrument,
+trading date).
 
 Layout under the data root:
 - ``lobster/``: LOBSTER CSV pairs, LOBSTER sample zips, or ``{product}_{date}_messages.parquet``.
@@ -7,12 +8,16 @@ Layout under the data root:
 - ``mic/``: ``{date}__RTSX_FUT__{product}.parquet``.
 - ``crypto/``: ``{exchange}_book_snapshot_{N}_{date}_{SYMBOL}.csv[.gz]``; the instrument is
   ``{exchange}.{SYMBOL}``.
+- ``venues.toml`` (optional): custom message venues, one table of ``ExchangeConfig`` fields per
+  venue, ``data_path`` relative to the data root. Each becomes a venue of the asset graph with
+  no code change (see data/README.md).
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+import tomllib
+from dataclasses import dataclass, replace
 from datetime import date as Date, datetime
 from pathlib import Path
 
@@ -22,12 +27,65 @@ from lob_platform.errors import ConfigError
 from lob_platform.paths import data_root
 from lob_platform.sources import crypto, lobster
 from lob_platform.sources.tabular import read_exchange_file
-from lob_platform.sources.venues import LOBSTER_PARQUET, LOBSTER_TICK, MIC
+from lob_platform.sources.venues import LOBSTER_PARQUET, LOBSTER_TICK, MIC, ExchangeConfig
 
-VENUES = ("lobster", "mic", "crypto")
+VENUES_FILE = "venues.toml"
 _FORM_RANK = {"csv": 0, "zip": 1, "parquet": 2}
 _LOBSTER_PARQUET = re.compile(r"^(?P<product>.+)_(?P<date>\d{4}-\d{2}-\d{2})_messages\.parquet$")
-_MIC_FILE = re.compile(r"^(?P<date>\d{4}-\d{2}-\d{2})__RTSX_FUT__(?P<product>.+)\.parquet$")
+_VENUE_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+_DATE_FIELDS = {"%Y": r"\d{4}", "%m": r"\d{2}", "%d": r"\d{2}", "%y": r"\d{2}", "%j": r"\d{3}"}
+
+
+@dataclass(frozen=True)
+class Venue:
+    """A source of raw data as the asset graph sees it."""
+
+    name: str
+    table: str  # "messages" or "snapshots"
+    has_book: bool
+    description: str
+    config: ExchangeConfig | None = None  # venues read through an ExchangeConfig
+
+
+BUILT_IN = (
+    Venue("lobster", "messages", True, "NASDAQ LOBSTER days (message + orderbook CSV pairs, sample zips or "
+          "converted parquet), with the book after each message."),
+    Venue("mic", "messages", False, "MIC exchange-futures order logs (MOEX codes: 1 add, 0 delete, 2 trade).", MIC),
+    Venue("crypto", "snapshots", True, "Crypto L2 depth snapshots (book_snapshot_N CSV) per exchange.symbol."),
+)
+
+
+def venues(root: Path | None = None) -> list[Venue]:
+    """The built-in venues plus those declared in ``{data root}/venues.toml``."""
+    root = data_root() if root is None else root
+    built_in = [replace(v, config=replace(v.config, data_path=str(root / v.name))) if v.config else v for v in BUILT_IN]
+    custom = [
+        Venue(name, "messages", False, f"Custom venue {name!r} declared in {VENUES_FILE}.", config)
+        for name, config in custom_venue_configs(root).items()
+    ]
+    return [*built_in, *custom]
+
+
+def custom_venue_configs(root: Path) -> dict[str, ExchangeConfig]:
+    path = root / VENUES_FILE
+    if not path.exists():
+        return {}
+    try:
+        declared = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"{path}: not valid TOML ({error}).") from None
+    configs = {}
+    for name, fields in declared.items():
+        if not _VENUE_NAME.match(name) or name in {v.name for v in BUILT_IN}:
+            raise ConfigError(f"{path}: venue name [{name}] must be lower_snake_case and not one of lobster, mic, crypto.")
+        if not isinstance(fields, dict):
+            raise ConfigError(f"{path}: [{name}] must be a table of ExchangeConfig fields.")
+        fields = {**fields, "data_path": str(root / fields.get("data_path", name))}
+        try:
+            configs[name] = ExchangeConfig(**fields)
+        except TypeError as error:
+            raise ConfigError(f"{path}: [{name}]: {error}; the fields are those of ExchangeConfig.") from None
+    return configs
 
 
 @dataclass(frozen=True)
@@ -41,14 +99,22 @@ class DayFile:
     form: str  # csv, zip, parquet
     levels: int = 0
     lobster_pair: lobster.LobsterFilePair | None = None
+    config: ExchangeConfig | None = None
 
     @property
     def tick(self) -> float | None:
         if self.venue == "lobster":
             return LOBSTER_TICK
-        if self.venue == "mic":
-            return MIC.tick_for(self.instrument)
-        return crypto.CRYPTO_TICKS.get(self.instrument.split(".", 1)[1])
+        if self.venue == "crypto":
+            return crypto.CRYPTO_TICKS.get(self.instrument.split(".", 1)[1])
+        return self.config.tick_for(self.instrument) if self.config else None
+
+    @property
+    def stamp_path(self) -> Path:
+        """The file whose modification time says the day was delivered again."""
+        if self.lobster_pair is not None:
+            return Path(self.lobster_pair.archive or self.lobster_pair.message)
+        return Path(self.source)
 
     def read(self) -> pl.DataFrame:
         """The day in the unified schema, every row of the file kept."""
@@ -57,13 +123,16 @@ class DayFile:
         path = Path(self.source)
         if self.venue == "crypto":
             return crypto.read_book_snapshots(path)
-        return read_exchange_file(path, LOBSTER_PARQUET if self.venue == "lobster" else MIC)
+        return read_exchange_file(path, self.config or LOBSTER_PARQUET)
 
 
 def discover(root: Path | None = None) -> list[DayFile]:
     """Every instrument-day in the data folder, one file each, sorted by venue, instrument, date."""
     root = data_root() if root is None else root
-    found = _lobster_days(root / "lobster") + _mic_days(root / "mic") + _crypto_days(root / "crypto")
+    found = _lobster_days(root / "lobster") + _crypto_days(root / "crypto")
+    for venue in venues(root):
+        if venue.config is not None:
+            found += _config_days(venue.name, venue.config)
     return sorted(found, key=lambda d: (d.venue, d.instrument, d.date))
 
 
@@ -88,12 +157,25 @@ def _lobster_days(folder: Path) -> list[DayFile]:
     return list(best.values())
 
 
-def _mic_days(folder: Path) -> list[DayFile]:
+def _template_pattern(config: ExchangeConfig) -> re.Pattern:
+    """A file-name pattern from ``filename_template``: {product} and {date} become groups."""
+    date = re.escape(config.date_format)
+    for directive, digits in _DATE_FIELDS.items():
+        date = date.replace(re.escape(directive), digits)
+    pattern = re.escape(config.filename_template)
+    pattern = pattern.replace(re.escape("{product}"), r"(?P<product>.+?)").replace(re.escape("{date}"), f"(?P<date>{date})")
+    return re.compile(f"^{pattern}$")
+
+
+def _config_days(venue: str, config: ExchangeConfig) -> list[DayFile]:
+    folder, pattern = config.folder(), _template_pattern(config)
     days = []
-    for path in sorted(folder.glob("*.parquet")) if folder.is_dir() else []:
-        match = _MIC_FILE.match(path.name)
+    for path in sorted(folder.iterdir()) if folder.is_dir() else []:
+        match = pattern.match(path.name)
         if match:
-            days.append(DayFile("mic", match["product"], Date.fromisoformat(match["date"]), str(path), "parquet"))
+            day = datetime.strptime(match["date"], config.date_format).date()
+            form = "parquet" if path.name.endswith(".parquet") else "csv"
+            days.append(DayFile(venue, match["product"], day, str(path), form, config=config))
     return days
 
 

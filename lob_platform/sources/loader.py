@@ -83,6 +83,7 @@ def load_messages(
 
 
 def _message_reader(product: str, source: str, config: ExchangeConfig | None, root: Path):
+    config = config or catalog.custom_venue_configs(root).get(source)
     if config is not None:
         folder = config.folder()
 
@@ -96,14 +97,14 @@ def _message_reader(product: str, source: str, config: ExchangeConfig | None, ro
     if source not in _TIMEZONES:
         raise ConfigError(
             f"unknown source {source!r}: built-in message sources are {sorted(_TIMEZONES)}; "
-            "for another venue pass config=ExchangeConfig(...)."
+            f"for another venue pass config=ExchangeConfig(...) or declare it in {root / catalog.VENUES_FILE}."
         )
 
-    def read_builtin(day: Date) -> pl.DataFrame | None:
+    def read_cataloged(day: Date) -> pl.DataFrame | None:
         found = catalog.find_day(source, product, day, root)
         return found.read() if found else None
 
-    return read_builtin, _TIMEZONES[source], True
+    return read_cataloged, _TIMEZONES[source], True
 
 
 def _expected_file(product: str, source: str, config: ExchangeConfig | None, day: Date) -> str:
