@@ -76,10 +76,10 @@ def main(argv: list[str] | None = None) -> int:
     query = commands.add_parser("sql", help="SQL on the warehouse catalogue")
     query.add_argument("query")
     query.set_defaults(func=sql)
-    ui = commands.add_parser("dev", help="the Dagster UI")
-    ui.add_argument("extra", nargs=argparse.REMAINDER)
-    ui.set_defaults(func=dev)
-    args = parser.parse_args(argv)
+    commands.add_parser("dev", help="the Dagster UI (other options go to `dagster dev`)").set_defaults(func=dev)
+    args, args.extra = parser.parse_known_args(argv)
+    if args.extra and args.command != "dev":
+        parser.error(f"unrecognized arguments: {' '.join(args.extra)}")
     try:
         return args.func(args)
     except Exception as error:  # a LobDataError already says what and where

@@ -10,7 +10,7 @@ import dagster as dg
 import polars as pl
 import pytest
 
-from lob_platform.defs.automation import new_raw_files
+from lob_platform.defs.automation import new_raw_files, plan_new_files
 from lob_platform.defs.partitions import instruments
 from lob_platform.defs.raw import raw_assets, raw_checks
 from lob_platform.defs.resources import WarehouseIOManager
@@ -157,6 +157,7 @@ def test_sensor_registers_instruments_and_requests_each_new_file_once(amzn_day_d
         assert [r.partitions_def_name for r in first.dynamic_partitions_requests] == ["lobster_instruments"]
         assert list(first.dynamic_partitions_requests[0].partition_keys) == ["AMZN"]
         assert [(r.job_name, r.partition_key) for r in first.run_requests] == [("ingest_lobster", AMZN_DAY)]
+        assert first.run_requests[0].run_key.startswith("lobster|AMZN|2012-06-21|")
         again = new_raw_files(dg.build_sensor_context(instance=instance, cursor=first.cursor, definitions=defs))
         assert again.run_requests == []
         archive = next((amzn_day_dir / "lobster").glob("*.zip"))
@@ -175,3 +176,23 @@ def test_pandera_asset_check_passes_and_fails_with_the_failure_cases():
     failed = pandera_check(messages().with_columns(pl.col("order_id").cast(pl.Float64)), schema, key)
     assert not failed.passed and failed.severity == dg.AssetCheckSeverity.ERROR
     assert "order_id" in failed.metadata["failures"].value
+
+
+def test_sensor_skips_days_already_ingested_but_reingests_changed_files(amzn_day_dir):
+    from lob_platform.sources.catalog import discover
+
+    days = discover()
+    known = {"lobster": {"AMZN"}, "mic": set(), "crypto": set()}
+    _, fresh, cursor = plan_new_files(days, {}, known, ingested={"lobster|AMZN|2012-06-21"})
+    assert fresh == []  # the main job already ingested it
+    _, fresh, _ = plan_new_files(days, {"lobster|AMZN|2012-06-21": cursor["lobster|AMZN|2012-06-21"] - 1}, known,
+                                 ingested={"lobster|AMZN|2012-06-21"})
+    assert [d.instrument for d in fresh] == ["AMZN"]  # the file changed since
+
+
+def test_sensor_sees_main_job_ingests(amzn_day_dir, instance):
+    from lob_platform.defs.automation import ingested_days
+
+    assert ingested_days(instance) == set()
+    materialize(instance)
+    assert ingested_days(instance) == {"lobster|AMZN|2012-06-21"}
