@@ -70,11 +70,13 @@ def run_main_job() -> int:
 
 
 def _failed_checks(result) -> list[str]:
-    return [
-        f"{e.check_name}: {e.metadata.get('rows_breaking_rule').value if e.metadata.get('rows_breaking_rule') else ''} rows"
-        for e in result.get_asset_check_evaluations()
-        if not e.passed
-    ]
+    """Each failed check, with the count of rows that broke its rule where it has one."""
+    failed = []
+    for evaluation in result.get_asset_check_evaluations():
+        if not evaluation.passed:
+            rows = evaluation.metadata.get("rows_breaking_rule")
+            failed.append(f"{evaluation.check_name}: {rows.value} rows" if rows else evaluation.check_name)
+    return failed
 
 
 def print_summary() -> None:

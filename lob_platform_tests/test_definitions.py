@@ -91,7 +91,7 @@ def test_real_day_materializes_with_every_check_passing(amzn_day_dir, instance):
         *[f"lobster/validated_messages:{name}" for name in sorted(rule_names(BUILT_IN[0]) + ["pandera_schema"])]]
     assert all(c.passed for c in checks)
     raw_meta = result.asset_materializations_for_node("lobster__raw_messages")[0].metadata
-    assert raw_meta["rows"].value == 57_515 and raw_meta["source_file"].value.endswith("AMZN_2012-06-21_1.zip")
+    assert raw_meta["rows"].value == 57_515 and raw_meta["source_file"].value.endswith("AMZN_2012-06-21_1.zip!AMZN_2012-06-21_34200000_57600000_message_1.csv")
     assert raw_meta["first_event_utc"].value.startswith("2012-06-21T13:30")
     assert pl.read_parquet(_warehouse("validated_messages")).height == 57_515
     assert pl.read_parquet(_warehouse("rejected_messages")).height == 0

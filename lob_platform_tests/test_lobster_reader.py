@@ -57,7 +57,7 @@ def test_deepest_book_wins_when_a_day_exists_twice(data_dir):
     for archive in (AMZN_1, AMZN_5):
         shutil.copy(require(archive), data_dir / "lobster")
     (day,) = discover()
-    assert day.levels == 5 and day.source.endswith("AMZN_2012-06-21_5.zip")
+    assert day.levels == 5 and day.source.endswith("AMZN_2012-06-21_5.zip!AMZN_2012-06-21_34200000_57600000_message_5.csv")
 
 
 def test_halt_rows_become_status_events(tmp_path):
@@ -129,7 +129,7 @@ def test_unsorted_timestamps_fail_their_rule(amzn_csv_pair, data_dir):
     with pytest.raises(ValidationError, match="timestamps_sorted") as error:
         validate_messages(frame, "lobster")
     assert [r.rule for r in error.value.report.failures()] == ["timestamps_sorted"]
-    assert error.value.report.failures()[0].first_rows == [101, 5001]  # the row after each moved one goes back
+    assert error.value.report.failures()[0].first_rows == [100, 5001]  # exactly the two moved rows
 
 
 def negate_size(line: str) -> str:
@@ -167,11 +167,23 @@ def test_shifted_orderbook_fails_alignment_rule(amzn_csv_pair, data_dir):
         validate_messages(load_messages("AMZN", "lobster", FULL_DAY), "lobster")
 
 
-def test_missing_orderbook_file_is_reported(amzn_csv_pair, data_dir):
+def test_missing_orderbook_file_fails_only_its_own_day(amzn_csv_pair, data_dir):
     (data_dir / "lobster").mkdir()
     shutil.copy(amzn_csv_pair[0], data_dir / "lobster")
+    shutil.copy(require(AAPL_1), data_dir / "lobster")
     with pytest.raises(MalformedFileError, match="orderbook file for AMZN 2012-06-21 .* is missing"):
-        discover()
+        load_messages("AMZN", "lobster", FULL_DAY)
+    assert load_messages("AAPL", "lobster", FULL_DAY).height == 118_497
+
+
+def test_a_day_split_into_time_windows_is_refused_not_halved(amzn_csv_pair, data_dir):
+    (data_dir / "lobster").mkdir()
+    message, book = (path.read_text().splitlines(keepends=True) for path in amzn_csv_pair)
+    for start, end, rows in (("34200000", "45000000", slice(0, 30000)), ("45000000", "57600000", slice(30000, None))):
+        (data_dir / "lobster" / f"AMZN_2012-06-21_{start}_{end}_message_1.csv").write_text("".join(message[rows]))
+        (data_dir / "lobster" / f"AMZN_2012-06-21_{start}_{end}_orderbook_1.csv").write_text("".join(book[rows]))
+    with pytest.raises(MalformedFileError, match="comes in 2 time windows"):
+        load_messages("AMZN", "lobster", FULL_DAY)
 
 
 def test_missing_day_raises_with_expected_file_or_skips(amzn_day_dir):
@@ -198,8 +210,9 @@ def test_zip_with_message_only_is_reported(tmp_path):
     archive = tmp_path / "broken.zip"
     with zipfile.ZipFile(archive, "w") as zf:
         zf.writestr("AMZN_2012-06-21_34200000_57600000_message_1.csv", "34200.1,1,11,100,1000000,1\n")
+    (pair,) = pairs_in_archive(archive)
     with pytest.raises(MalformedFileError, match="broken.zip: LOBSTER orderbook file"):
-        pairs_in_archive(archive)
+        read_lobster_pair(pair)
 
 
 def test_converted_parquet_layout(data_dir):

@@ -164,3 +164,19 @@ def test_raw_schema_checks_dtypes_but_not_rules():
     table_schema("messages", 2, TICK, with_rules=False).validate(broken, lazy=True)
     wrong = messages().with_columns(pl.col("ts_ns").cast(pl.Float64))
     assert "dtype('Int64')" in _failed_pandera_checks(table_schema("messages", 2, TICK, with_rules=False), wrong)
+
+
+def test_sortedness_flags_the_row_that_jumped_not_its_neighbour():
+    jumped = _set(messages(), 1, ts_ns=2500)  # row 2 jumps ahead of rows 3 and 4
+    valid, rejected, _ = split_valid_rejected(jumped, "messages", TICK, "day.csv")
+    assert rejected["source_row"].to_list() == [2]
+    assert check_rules(valid, "messages", TICK).passed  # what is left is sorted
+
+
+def test_after_the_split_the_valid_rows_pass_every_rule():
+    broken = messages()
+    for rule in ("timestamps_sorted", "positive_size", "book_not_crossed", "no_duplicate_rows"):
+        broken = MESSAGE_BREAKS[rule](broken)
+    valid, rejected, _ = split_valid_rejected(broken, "messages", TICK, "day.csv")
+    assert check_rules(valid, "messages", TICK).passed
+    table_schema("messages", 2, TICK).validate(valid, lazy=True)

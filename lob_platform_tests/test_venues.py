@@ -160,3 +160,50 @@ def test_declared_venue_becomes_assets_with_no_code_change(tmp_path):
                             "select venue, instrument, count(*) from validated_messages group by all"],
                            env=env, cwd=tmp_path, capture_output=True, text=True)
     assert query.stdout.splitlines()[1:] == ["mycoin\tBTCUSD\t4"]
+
+
+def test_nanosecond_csv_timestamps_keep_every_digit(tmp_path):
+    rows = "\n".join(f"{1_717_200_000_123_456_789 + i},created,1,100.0,bid,{i + 1}" for i in range(5))
+    (tmp_path / "X_20240601.csv").write_text("ts,kind,qty,px,book_side,oid\n" + rows + "\n")
+    frame = load_messages("X", "ns_feed", ["240601.000000", "240601.235959"],
+                          config=order_feed_config(tmp_path, time_unit="ns"))
+    assert frame["ts_ns"].to_list() == [1_717_200_000_123_456_789 + i for i in range(5)]
+
+
+def test_datetime_timestamp_column_becomes_epoch_nanoseconds(tmp_path):
+    from datetime import datetime
+
+    pl.DataFrame({"time": [datetime(2024, 3, 4, 10, 0, 0, 250)], "type": [1], "size": [3], "price": [10.0], "direction": [1]}) \
+        .write_parquet(tmp_path / "DT_2024-03-04.parquet")
+    config = ExchangeConfig(data_path=str(tmp_path), filename_template="{product}_{date}.parquet",
+                            column_mapping={"timestamp": "time", "event_type": "type", "volume": "size", "price": "price", "side": "direction"})
+    frame = load_messages("DT", "dt", ["240304.000000", "240304.235959"], config=config)
+    assert frame["ts_ns"].to_list() == [1_709_546_400_000_250_000]
+
+
+def test_header_with_byte_order_mark_and_quotes(tmp_path):
+    text = CRYPTO_FEED.replace("ts,kind,qty,px,book_side,oid", '\ufeff"ts","kind",qty,px,book_side,oid')
+    (tmp_path / "BTCUSD_20200601.csv").write_text(text, encoding="utf-8")
+    frame = load_messages("BTCUSD", "mycoin", ["200601.000000", "200601.235959"], config=order_feed_config(tmp_path))
+    assert frame.height == 4
+
+
+def test_empty_file_and_trailing_blank_lines(tmp_path):
+    (tmp_path / "BTCUSD_20200601.csv").write_text("")
+    with pytest.raises(MalformedFileError, match="BTCUSD_20200601.csv is empty"):
+        load_messages("BTCUSD", "mycoin", ["200601.000000", "200601.235959"], config=order_feed_config(tmp_path))
+    (tmp_path / "BTCUSD_20200601.csv").write_text(CRYPTO_FEED + "\n\n")
+    frame = load_messages("BTCUSD", "mycoin", ["200601.000000", "200601.235959"], config=order_feed_config(tmp_path))
+    assert frame.height == 4
+    (tmp_path / "BTCUSD_20200601.csv").write_text(CRYPTO_FEED.replace("\n1591003801000", "\n\n1591003801000"))
+    with pytest.raises(MalformedFileError, match="line 4: the line is empty"):
+        load_messages("BTCUSD", "mycoin", ["200601.000000", "200601.235959"], config=order_feed_config(tmp_path))
+
+
+def test_broken_gzip_names_the_file(tmp_path):
+    import gzip
+
+    (tmp_path / "BTCUSD_20200601.csv.gz").write_bytes(gzip.compress(CRYPTO_FEED.encode())[:-12])
+    config = order_feed_config(tmp_path, filename_template="{product}_{date}.csv.gz")
+    with pytest.raises(MalformedFileError, match="BTCUSD_20200601.csv.gz: not a complete gzip file"):
+        load_messages("BTCUSD", "mycoin", ["200601.000000", "200601.235959"], config=config)

@@ -36,7 +36,7 @@ def plan_new_files(
     new_instruments = {
         venue: sorted({d.instrument for d in days if d.venue == venue} - known) for venue, known in known_instruments.items()
     }
-    stamps = {day_key(d): d.stamp_path.stat().st_mtime_ns for d in days}
+    stamps = {day_key(d): d.stamp_ns for d in days}
     fresh = [d for d in days if (seen[day_key(d)] != stamps[day_key(d)] if day_key(d) in seen else day_key(d) not in ingested)]
     return new_instruments, fresh, stamps
 

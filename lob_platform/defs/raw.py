@@ -4,7 +4,6 @@ skipped (the run succeeds, downstream steps are skipped)."""
 
 
 from datetime import datetime, timezone
-from pathlib import Path
 
 import dagster as dg
 import polars as pl
@@ -34,18 +33,13 @@ def time_span(frame: pl.DataFrame) -> dict[str, str]:
 def raw_metadata(day: DayFile, frame: pl.DataFrame) -> dict:
     return {
         "source_file": dg.MetadataValue.path(day.source),
-        "source_bytes": _size(day),
+        "source_bytes": sum(path.stat().st_size for path in day.files),
         "rows": frame.height,
         "book_levels": day.levels,
         **time_span(frame),
     }
 
 
-def _size(day: DayFile) -> int:
-    size = day.stamp_path.stat().st_size
-    if day.lobster_pair and not day.lobster_pair.archive:
-        size += Path(day.lobster_pair.orderbook).stat().st_size
-    return size
 
 
 def raw_key(venue: Venue) -> dg.AssetKey:

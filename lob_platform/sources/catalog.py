@@ -15,6 +15,7 @@ Layout under the data root:
 
 from __future__ import annotations
 
+import logging
 import re
 import tomllib
 from dataclasses import dataclass, replace
@@ -23,12 +24,13 @@ from pathlib import Path
 
 import polars as pl
 
-from lob_platform.errors import ConfigError
+from lob_platform.errors import ConfigError, MalformedFileError
 from lob_platform.paths import data_root
 from lob_platform.sources import crypto, lobster
 from lob_platform.sources.tabular import read_exchange_file
 from lob_platform.sources.venues import LOBSTER_PARQUET, LOBSTER_TICK, MIC, ExchangeConfig
 
+log = logging.getLogger(__name__)
 VENUES_FILE = "venues.toml"
 _FORM_RANK = {"csv": 0, "zip": 1, "parquet": 2}
 _LOBSTER_PARQUET = re.compile(r"^(?P<product>.+)_(?P<date>\d{4}-\d{2}-\d{2})_messages\.parquet$")
@@ -100,6 +102,7 @@ class DayFile:
     levels: int = 0
     lobster_pair: lobster.LobsterFilePair | None = None
     config: ExchangeConfig | None = None
+    problem: str | None = None  # why this day cannot be read; raised when it is, so only this day fails
 
     @property
     def tick(self) -> float | None:
@@ -110,14 +113,19 @@ class DayFile:
         return self.config.tick_for(self.instrument) if self.config else None
 
     @property
-    def stamp_path(self) -> Path:
-        """The file whose modification time says the day was delivered again."""
-        if self.lobster_pair is not None:
-            return Path(self.lobster_pair.archive or self.lobster_pair.message)
-        return Path(self.source)
+    def files(self) -> list[Path]:
+        """The files on disk this day is read from."""
+        return self.lobster_pair.files if self.lobster_pair is not None else [Path(self.source)]
+
+    @property
+    def stamp_ns(self) -> int:
+        """Latest modification time of its files: a new value means the day was delivered again."""
+        return max(path.stat().st_mtime_ns for path in self.files)
 
     def read(self) -> pl.DataFrame:
         """The day in the unified schema, every row of the file kept."""
+        if self.problem:
+            raise MalformedFileError(self.problem)
         if self.lobster_pair is not None:
             return lobster.read_lobster_pair(self.lobster_pair)
         path = Path(self.source)
@@ -144,17 +152,30 @@ def _lobster_days(folder: Path) -> list[DayFile]:
     if not folder.is_dir():
         return []
     candidates = [
-        DayFile("lobster", pair.product, pair.date, pair.origin, "zip" if pair.archive else "csv", pair.levels, pair)
+        DayFile("lobster", pair.product, pair.date, pair.source, "zip" if pair.archive else "csv", pair.levels, pair,
+                problem=pair.problem)
         for pair in lobster.pairs_in_folder(folder) + [p for z in sorted(folder.glob("*.zip")) for p in lobster.pairs_in_archive(z)]
     ]
     for path in sorted(folder.glob("*_messages.parquet")):
         match = _LOBSTER_PARQUET.match(path.name)
         if match:
             candidates.append(DayFile("lobster", match["product"], Date.fromisoformat(match["date"]), str(path), "parquet"))
-    best: dict[tuple, DayFile] = {}
+    by_day: dict[tuple, list[DayFile]] = {}
     for day in sorted(candidates, key=lambda d: (-d.levels, _FORM_RANK[d.form], d.source)):
-        best.setdefault((day.instrument, day.date), day)
-    return list(best.values())
+        by_day.setdefault((day.instrument, day.date), []).append(day)
+    return [_one_form(days) for days in by_day.values()]
+
+
+def _one_form(days: list[DayFile]) -> DayFile:
+    """The preferred form of a LOBSTER day; several time windows of it are refused, not guessed."""
+    best = days[0]
+    windows = [d for d in days if (d.levels, d.form) == (best.levels, best.form)]
+    if len(windows) == 1:
+        return best
+    sources = ", ".join(d.source for d in windows)
+    return replace(best, problem=(
+        f"{best.instrument} {best.date} comes in {len(windows)} time windows ({sources}); the platform reads "
+        "one file pair per day: merge them into one pair or keep one."))
 
 
 def _template_pattern(config: ExchangeConfig) -> re.Pattern:
@@ -173,7 +194,11 @@ def _config_days(venue: str, config: ExchangeConfig) -> list[DayFile]:
     for path in sorted(folder.iterdir()) if folder.is_dir() else []:
         match = pattern.match(path.name)
         if match:
-            day = datetime.strptime(match["date"], config.date_format).date()
+            try:
+                day = datetime.strptime(match["date"], config.date_format).date()
+            except ValueError:
+                log.warning("%s: %r is not a date in %s; the file is not read", path, match["date"], config.date_format)
+                continue
             form = "parquet" if path.name.endswith(".parquet") else "csv"
             days.append(DayFile(venue, match["product"], day, str(path), form, config=config))
     return days

@@ -14,7 +14,7 @@ from pathlib import Path
 import polars as pl
 
 from lob_platform.errors import MalformedFileError
-from lob_platform.sources.csv_input import read_bytes, read_typed_csv
+from lob_platform.sources.csv_input import header_columns, read_bytes, read_typed_csv
 from lob_platform.sources.schema import SOURCE_ROW, book_columns
 
 SNAPSHOT_FILE = re.compile(
@@ -30,8 +30,7 @@ _LEVEL_COLUMN = re.compile(r"^(asks|bids)\[(\d+)\]\.(price|amount)$")
 def read_book_snapshots(path: Path) -> pl.DataFrame:
     """One snapshot file in the unified snapshot schema (ts_ns, local_ts_ns, book, source_row)."""
     data = read_bytes(path)
-    header = data.split(b"\n", 1)[0].decode("utf-8", errors="replace").strip().split(",")
-    renames = _level_renames(path, header)
+    renames = _level_renames(path, header_columns(data, str(path)))
     schema = {"timestamp": pl.Int64(), "local_timestamp": pl.Int64()}
     schema.update({column: pl.Float64() for column in renames})
     frame = read_typed_csv(

@@ -6,8 +6,10 @@ slow line-by-line scan run, to tell the user the file, line and column that is w
 
 from __future__ import annotations
 
+import csv
 import gzip
 import io
+import zlib
 from pathlib import Path
 
 import polars as pl
@@ -29,8 +31,13 @@ def read_typed_csv(
 
     ``origin`` names the file (or zip member) in messages. With a header, ``schema`` may
     cover only some columns (those read); without one it must list every column in order.
-    Columns in ``nullable`` may have empty fields; any other hole is an error.
+    Columns in ``nullable`` may have empty fields; any other hole is an error. Blank lines at
+    the end of the file are ignored.
     """
+    if not data.strip():
+        raise MalformedFileError(f"{origin} is empty: re-export the file or remove it.")
+    if data.endswith((b"\n\n", b"\r\n\r\n", b" ")):
+        data = data.rstrip() + b"\n"
     try:
         if has_header:
             frame = pl.read_csv(io.BytesIO(data), schema_overrides=schema, columns=columns)
@@ -47,14 +54,26 @@ def read_typed_csv(
 def read_bytes(path: Path) -> bytes:
     """File contents, transparently gunzipped for ``*.gz``."""
     raw = path.read_bytes()
-    return gzip.decompress(raw) if path.suffix == ".gz" else raw
+    if path.suffix != ".gz":
+        return raw
+    try:
+        return gzip.decompress(raw)
+    except (OSError, EOFError, zlib.error) as error:
+        raise MalformedFileError(f"{path}: not a complete gzip file ({error}); download or compress it again.") from None
+
+
+def header_columns(data: bytes, origin: str) -> list[str]:
+    """Column names of a CSV with a header (byte-order mark and quotes handled like the parser)."""
+    if not data.strip():
+        raise MalformedFileError(f"{origin} is empty: re-export the file or remove it.")
+    return pl.read_csv(io.BytesIO(data), n_rows=0, infer_schema=False).columns
 
 
 def _describe_bad_lines(
     data: bytes, origin: str, schema: dict[str, pl.DataType], has_header: bool, nullable, exc
 ) -> str:
-    lines = data.decode("utf-8", errors="replace").splitlines()
-    header = lines[0].split(",") if has_header and lines else list(schema)
+    lines = data.decode("utf-8-sig", errors="replace").splitlines()
+    header = header_columns(data, origin) if has_header else list(schema)
     positions = {name: header.index(name) for name in schema if name in header}
     missing = [name for name in schema if name not in positions]
     if missing:
@@ -80,7 +99,9 @@ def _describe_bad_lines(
 
 
 def _line_problem(line: str, n_fields: int, positions: dict[str, int], schema, nullable) -> str | None:
-    fields = line.split(",")
+    if not line.strip():
+        return "the line is empty"
+    fields = next(csv.reader([line]))
     if len(fields) != n_fields:
         hint = "the file looks truncated" if len(fields) < n_fields else "stray delimiter"
         return f"{len(fields)} fields where {n_fields} are expected ({hint})"

@@ -53,13 +53,20 @@ class LobsterFilePair:
     product: str
     date: Date
     levels: int
-    message: str  # path, or member name when ``archive`` is set
+    message: str  # path, or member name when ``archive`` is set; "" when missing
     orderbook: str
     archive: Path | None = None
+    problem: str | None = None  # why the day cannot be read (e.g. a file of the pair is missing)
 
     @property
-    def origin(self) -> str:
-        return str(self.archive) if self.archive else self.message
+    def source(self) -> str:
+        """What a person opens to see the messages: the message file, or archive!member."""
+        return self.describe(self.message or self.orderbook)
+
+    @property
+    def files(self) -> list[Path]:
+        """The files on disk this day is read from."""
+        return [self.archive] if self.archive else [Path(name) for name in (self.message, self.orderbook) if name]
 
     def read_member(self, name: str) -> bytes:
         """One file's bytes; safe to call from several threads (each opens its own handle)."""
@@ -79,14 +86,14 @@ def parse_pair_name(name: str) -> dict | None:
 
 
 def pairs_in_archive(archive: Path) -> list[LobsterFilePair]:
-    """Every complete message/orderbook pair inside a LOBSTER zip archive."""
+    """Every message/orderbook pair inside a LOBSTER zip archive (incomplete ones carry a problem)."""
     with zipfile.ZipFile(archive) as zf:
         names = zf.namelist()
     return _pair_up(names, archive)
 
 
 def pairs_in_folder(folder: Path) -> list[LobsterFilePair]:
-    """Every complete message/orderbook pair of CSV files in a folder."""
+    """Every message/orderbook pair of CSV files in a folder (incomplete ones carry a problem)."""
     return _pair_up([str(p) for p in sorted(folder.glob("*.csv"))], None)
 
 
@@ -99,17 +106,16 @@ def _pair_up(names: list[str], archive: Path | None) -> list[LobsterFilePair]:
             found.setdefault(key, {})[fields["kind"]] = name
     pairs = []
     for (product, day, _, _, levels), kinds in sorted(found.items()):
+        problem = None
         if "message" not in kinds or "orderbook" not in kinds:
             present = next(iter(kinds.values()))
             absent = "orderbook" if "message" in kinds else "message"
-            raise MalformedFileError(
-                f"{archive or present}: LOBSTER {absent} file for {product} {day} "
-                f"({levels} levels) is missing beside {Path(present).name}; "
-                "LOBSTER days come as a message + orderbook pair: add the missing file."
+            problem = (
+                f"{archive or present}: LOBSTER {absent} file for {product} {day} ({levels} levels) is missing "
+                f"beside {Path(present).name}; LOBSTER days come as a message + orderbook pair: add the missing file."
             )
-        pairs.append(
-            LobsterFilePair(product, Date.fromisoformat(day), levels, kinds["message"], kinds["orderbook"], archive)
-        )
+        pairs.append(LobsterFilePair(product, Date.fromisoformat(day), levels, kinds.get("message", ""),
+                                     kinds.get("orderbook", ""), archive, problem))
     return pairs
 
 
@@ -118,6 +124,8 @@ def read_lobster_pair(pair: LobsterFilePair) -> pl.DataFrame:
 
     The two files are inflated and parsed in parallel threads (zlib and polars release the GIL).
     """
+    if pair.problem:
+        raise MalformedFileError(pair.problem)
     with ThreadPoolExecutor(max_workers=2) as pool:
         pending_book = pool.submit(_read_orderbook, pair)
         messages = read_typed_csv(

@@ -8,11 +8,11 @@ from typing import Any, Mapping
 import polars as pl
 
 from lob_platform.errors import ConfigError, MalformedFileError
-from lob_platform.sources.csv_input import read_bytes, read_typed_csv
+from lob_platform.sources.csv_input import header_columns, read_bytes, read_typed_csv
 from lob_platform.sources.schema import EventType, Side
 from lob_platform.sources.venues import TIME_UNITS, ExchangeConfig
 
-_NUMERIC = {"timestamp": pl.Float64(), "volume": pl.Float64(), "price": pl.Float64(), "order_id": pl.Int64()}
+_NUMERIC = {"volume": pl.Float64(), "price": pl.Float64(), "order_id": pl.Int64()}
 
 
 def read_exchange_file(path: Path, config: ExchangeConfig) -> pl.DataFrame:
@@ -22,11 +22,11 @@ def read_exchange_file(path: Path, config: ExchangeConfig) -> pl.DataFrame:
     if path.name.endswith(".parquet"):
         raw, first_row = _read_parquet(path, mapping), 1
     elif path.name.endswith((".csv", ".csv.gz")):
-        raw, first_row = _read_csv(path, mapping), 2
+        raw, first_row = _read_csv(path, mapping, config.time_unit), 2
     else:
         raise ConfigError(f"{path}: unsupported file type; ExchangeConfig reads .parquet, .csv and .csv.gz.")
     return raw.select(
-        ts_ns=_timestamp_ns(raw.schema[mapping["timestamp"]], mapping["timestamp"], config.time_unit),
+        ts_ns=_timestamp_ns(raw.schema[mapping["timestamp"]], mapping["timestamp"], config.time_unit, path),
         event_type=_translate(mapping["event_type"], config.event_code_map, EventType),
         order_id=pl.col(mapping["order_id"]).cast(pl.Int64) if "order_id" in mapping else pl.lit(0, pl.Int64),
         size=pl.col(mapping["volume"]).cast(pl.Float64),
@@ -50,11 +50,13 @@ def _read_parquet(path: Path, mapping: Mapping[str, str]) -> pl.DataFrame:
     return frame
 
 
-def _read_csv(path: Path, mapping: Mapping[str, str]) -> pl.DataFrame:
+def _read_csv(path: Path, mapping: Mapping[str, str], time_unit: str) -> pl.DataFrame:
+    """Typed read of the mapped columns; timestamps are integers except in seconds, so epoch
+    nanoseconds keep every digit (a float holds only about 16)."""
     data = read_bytes(path)
-    header = data.split(b"\n", 1)[0].decode("utf-8", errors="replace").strip().split(",")
-    _require_columns(path, mapping, header)
+    _require_columns(path, mapping, header_columns(data, str(path)))
     schema = {column: _NUMERIC.get(key, pl.String()) for key, column in mapping.items()}
+    schema[mapping["timestamp"]] = pl.Float64() if time_unit == "s" else pl.Int64()
     return read_typed_csv(data, str(path), schema, has_header=True, columns=list(schema))
 
 
@@ -67,8 +69,13 @@ def _require_columns(path: Path, mapping: Mapping[str, str], available: list[str
         )
 
 
-def _timestamp_ns(dtype: pl.DataType, column: str, unit: str) -> pl.Expr:
+def _timestamp_ns(dtype: pl.DataType, column: str, unit: str, path: Path) -> pl.Expr:
+    """Epoch nanoseconds, UTC. Datetime columns carry their own unit (naive ones are read as UTC)."""
     factor = TIME_UNITS[unit]
+    if dtype == pl.Datetime:
+        return pl.col(column).dt.epoch("ns")
+    if not dtype.is_numeric():
+        raise ConfigError(f"{path}: timestamp column {column!r} is {dtype}; it must be numbers in time_unit or a datetime.")
     if dtype.is_integer():
         return pl.col(column).cast(pl.Int64) * factor
     return (pl.col(column).cast(pl.Float64) * factor).round().cast(pl.Int64)

@@ -12,10 +12,12 @@ Each rule is True on the rows that break it. Documented exceptions, from real LO
 
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass
 from functools import reduce
 from typing import Callable
 
+import numpy as np
 import polars as pl
 
 from lob_platform.sources.schema import ORDER_EVENT_TYPES, SOURCE_ROW, book_levels
@@ -48,7 +50,33 @@ def _prices(side: str, levels: int) -> list[pl.Expr]:
 
 
 def _unsorted(ctx: Context) -> pl.Expr:
-    return (pl.col("ts_ns") < pl.col("ts_ns").shift(1)).fill_null(False)
+    return pl.col("ts_ns").map_batches(out_of_order_rows, return_dtype=pl.Boolean)
+
+
+def out_of_order_rows(ts: pl.Series) -> pl.Series:
+    """The fewest rows whose removal leaves time non-decreasing: the rows outside one longest
+    non-decreasing subsequence. A single row that jumps ahead or back is the one flagged, not
+    its innocent neighbour. Sorted input (the usual case) costs one vectorised comparison."""
+    values = ts.fill_null(strategy="forward").fill_null(strategy="backward")
+    if values.len() < 2 or bool((values.diff().drop_nulls() >= 0).all()):
+        return pl.Series(ts.name, [False] * ts.len(), dtype=pl.Boolean)
+    tails: list[int] = []  # smallest last value of a non-decreasing run of each length
+    tail_rows: list[int] = []
+    previous = np.full(values.len(), -1)
+    for row, value in enumerate(values.to_list()):
+        length = bisect.bisect_right(tails, value)
+        if length == len(tails):
+            tails.append(value)
+            tail_rows.append(row)
+        else:
+            tails[length], tail_rows[length] = value, row
+        previous[row] = tail_rows[length - 1] if length else -1
+    keep = np.zeros(values.len(), dtype=bool)
+    row = tail_rows[-1]
+    while row >= 0:
+        keep[row] = True
+        row = previous[row]
+    return pl.Series(ts.name, ~keep)
 
 
 def _duplicates(anonymous_allowed: bool) -> Callable[[Context], pl.Expr]:
