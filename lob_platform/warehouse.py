@@ -2,6 +2,10 @@
 
 Parquet is the store; ``warehouse/lob.duckdb`` only holds views, so the parallel steps that
 write partitions never contend for DuckDB's single writer.
+
+A ``validated_*`` view shows only the partitions whose ``validation_reports`` row says every
+check passed: a blocked day keeps its files (nothing is lost) but analysts do not read it as
+validated. ``all_validated_*`` views show every written partition.
 """
 
 from __future__ import annotations
@@ -10,7 +14,10 @@ from pathlib import Path
 
 import duckdb
 
+from lob_platform.errors import ConfigError
+
 CATALOGUE = "lob.duckdb"
+REPORTS = "validation_reports"
 
 
 def tables(root: Path) -> list[str]:
@@ -26,12 +33,16 @@ def refresh_views(root: Path) -> dict[str, int]:
     counts = {}
     with duckdb.connect(str(root / CATALOGUE)) as con:
         existing = {row[0] for row in con.execute("select view_name from duckdb_views() where not internal").fetchall()}
-        for table in tables(root):
-            pattern = str(root / table / "**" / "*.parquet")
-            con.execute(
-                f'create or replace view "{table}" as select * from read_parquet('
-                f"'{pattern}', hive_partitioning = true, union_by_name = true)"
-            )
+        present = tables(root)
+        for table in sorted(present, key=lambda t: t != REPORTS):  # reports first: validated views use them
+            scan = (f"select * from read_parquet('{root / table / '**' / '*.parquet'}', "
+                    "hive_partitioning = true, union_by_name = true)")
+            if table.startswith("validated_") and REPORTS in present:
+                con.execute(f'create or replace view "all_{table}" as {scan}')
+                counts[f"all_{table}"] = con.execute(f'select count(*) from "all_{table}"').fetchone()[0]
+                scan = (f'select t.* from "all_{table}" t semi join (select venue, instrument, date from {REPORTS} '
+                        "where passed) r using (venue, instrument, date)")
+            con.execute(f'create or replace view "{table}" as {scan}')
             counts[table] = con.execute(f'select count(*) from "{table}"').fetchone()[0]
         for stale in existing - set(counts):
             con.execute(f'drop view "{stale}"')
@@ -39,7 +50,9 @@ def refresh_views(root: Path) -> dict[str, int]:
 
 
 def query(root: Path, sql: str):
-    """Run SQL against the catalogue read-only; returns a DuckDB relation result as (columns, rows)."""
+    """Run SQL against the catalogue read-only; returns (column names, rows)."""
+    if not (root / CATALOGUE).exists():
+        raise ConfigError(f"no catalogue at {root / CATALOGUE}: run `python -m lob_platform run` first.")
     with duckdb.connect(str(root / CATALOGUE), read_only=True) as con:
         cursor = con.execute(sql)
         return [d[0] for d in cursor.description], cursor.fetchall()

@@ -116,6 +116,8 @@ def test_corrupted_day_is_blocked_but_nothing_is_lost(amzn_csv_pair, data_dir, i
     assert rejected.select("rules", "source_row").rows() == [("book_not_crossed", 4321)]
     assert rejected["source_file"][0].endswith("AMZN_2012-06-21_34200000_57600000_message_1.csv")
     assert pl.read_parquet(_warehouse("validated_messages")).height == 57_514
+    report = pl.read_parquet(_warehouse("validation_reports")).row(0, named=True)
+    assert (report["passed"], report["failed_checks"], report["rejected_rows"]) == (False, "book_not_crossed", 1)
 
 
 def test_tolerance_lets_a_day_with_few_bad_rows_through(amzn_csv_pair, data_dir, instance):

@@ -64,3 +64,21 @@ def test_views_of_removed_tables_are_dropped(tmp_path):
     assert refresh_views(tmp_path) == {}
     _, rows = query(tmp_path, "select count(*) from duckdb_views() where not internal")
     assert rows == [(0,)]
+
+
+def test_validated_view_shows_only_partitions_whose_checks_passed(tmp_path):
+    for date, passed in (("2024-03-04", True), ("2024-03-05", False)):
+        keys = {"venue": "lobster", "instrument": "A", "date": date}
+        write_partition(frame(3), partition_path(tmp_path, "validated_messages", keys))
+        write_partition(pl.DataFrame({"passed": [passed]}), partition_path(tmp_path, "validation_reports", keys))
+    counts = refresh_views(tmp_path)
+    assert counts["validated_messages"] == 3 and counts["all_validated_messages"] == 6
+    _, rows = query(tmp_path, "select distinct cast(date as varchar) from validated_messages")
+    assert rows == [("2024-03-04",)]
+
+
+def test_query_before_any_run_says_what_to_do(tmp_path):
+    from lob_platform.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="run `python -m lob_platform run` first"):
+        query(tmp_path, "select 1")

@@ -16,11 +16,12 @@ from lob_platform.defs.partitions import VENUES, by_date_and_instrument
 from lob_platform.defs.raw import day_of, raw_key, time_span
 from lob_platform.sources.catalog import Venue, find_day, parse_date
 from lob_platform.sources.schema import book_levels
-from lob_platform.validation.report import RuleResult, split_valid_rejected
+from lob_platform.validation.report import RuleResult, ValidationReport, split_valid_rejected
 from lob_platform.validation.rules import MESSAGE_RULES, SNAPSHOT_RULES
 from lob_platform.validation.schemas import rejected_schema, table_schema
 
 VALID_TABLE = {"messages": "validated_messages", "snapshots": "validated_depth_snapshots"}
+REPORT_TABLE = "validation_reports"
 REJECTED_TABLE = {"messages": "rejected_messages", "snapshots": "rejected_depth_snapshots"}
 BOOK_RULES = {"book_not_crossed", "book_levels_consistent", "book_matches_message"}
 
@@ -63,6 +64,7 @@ def build_validated_assets(venue: Venue) -> dg.AssetsDefinition:
     table = venue.table
     valid_key = dg.AssetKey([venue.name, VALID_TABLE[table]])
     rejected_key = dg.AssetKey([venue.name, REJECTED_TABLE[table]])
+    report_key = dg.AssetKey([venue.name, REPORT_TABLE])
     checks = [dg.AssetCheckSpec(name, asset=valid_key, blocking=True) for name in rule_names(venue)]
     checks += [pandera_check_spec(valid_key, "dtypes, columns and every rule"),
                pandera_check_spec(rejected_key, "known rule names, source file and line, the raw columns")]
@@ -74,6 +76,9 @@ def build_validated_assets(venue: Venue) -> dg.AssetsDefinition:
                                  kinds={"polars", "parquet"}),
             "rejected": dg.AssetOut(key=rejected_key, description=f"{venue.name} rows that break a rule: rules, source_file, source_row, then the row.",
                                     kinds={"polars", "parquet"}),
+            "report": dg.AssetOut(key=report_key, description=f"One row per {venue.name} partition: counts per rule and whether "
+                                  "every check passed (the DuckDB views of validated tables show passed partitions only).",
+                                  kinds={"polars", "parquet"}),
         },
         ins={"raw": dg.AssetIn(key=raw_key(venue))},
         partitions_def=by_date_and_instrument[venue.name],
@@ -87,18 +92,32 @@ def build_validated_assets(venue: Venue) -> dg.AssetsDefinition:
         tick = day.tick if day else None
         valid, rejected, report = split_valid_rejected(raw, table, tick, source)
         by_rule = {r.rule: r for r in report.results}
+        levels = book_levels(raw.columns)
+        results = [
+            *(rule_check(by_rule.get(name), name, raw.height, config.max_rejected_fraction, valid_key, source,
+                         rejected_key.to_user_string()) for name in rule_names(venue)),
+            pandera_check(valid, table_schema(table, levels, tick), valid_key),
+            pandera_check(rejected, rejected_schema(table, levels), rejected_key),
+        ]
+        failed = [r.check_name for r in results if not r.passed]
         yield dg.Output(valid, "valid", metadata={
             "rows": valid.height, "rejected_rows": rejected.height, "source_file": dg.MetadataValue.path(source),
-            **{f"rejected_by_{r.rule}": r.violations for r in report.results}, **time_span(valid)})
+            "checks_passed": not failed, **{f"rejected_by_{r.rule}": r.violations for r in report.results}, **time_span(valid)})
         yield dg.Output(rejected, "rejected", metadata={"rows": rejected.height})
-        for name in rule_names(venue):
-            yield rule_check(by_rule.get(name), name, raw.height, config.max_rejected_fraction, valid_key, source,
-                             rejected_key.to_user_string())
-        levels = book_levels(raw.columns)
-        yield pandera_check(valid, table_schema(table, levels, tick), valid_key)
-        yield pandera_check(rejected, rejected_schema(table, levels), rejected_key)
+        yield dg.Output(report_row(source, raw.height, valid.height, report, config.max_rejected_fraction, failed), "report",
+                        metadata={"passed": not failed, "failed_checks": ", ".join(failed)})
+        yield from results
 
     return validate
+
+
+def report_row(source: str, rows: int, valid_rows: int, report: ValidationReport, allowed: float, failed: list[str]) -> pl.DataFrame:
+    """The partition's validation outcome as one queryable row."""
+    return pl.DataFrame({
+        "source_file": [source], "rows": [rows], "valid_rows": [valid_rows], "rejected_rows": [rows - valid_rows],
+        "max_rejected_fraction": [allowed], "passed": [not failed], "failed_checks": [",".join(failed)],
+        **{f"rejected_by_{r.rule}": [r.violations] for r in report.results},
+    })
 
 
 validated_assets = [build_validated_assets(venue) for venue in VENUES]

@@ -7,7 +7,7 @@ import dagster as dg
 
 from lob_platform.defs.partitions import VENUES
 from lob_platform.defs.raw import raw_key
-from lob_platform.defs.validated import REJECTED_TABLE, VALID_TABLE
+from lob_platform.defs.validated import REJECTED_TABLE, REPORT_TABLE, VALID_TABLE
 from lob_platform.paths import warehouse_root
 from lob_platform.warehouse import CATALOGUE, refresh_views
 
@@ -15,7 +15,7 @@ INGEST_KEYS = [
     key
     for venue in VENUES
     for key in (raw_key(venue), dg.AssetKey([venue.name, VALID_TABLE[venue.table]]),
-                dg.AssetKey([venue.name, REJECTED_TABLE[venue.table]]))
+                dg.AssetKey([venue.name, REJECTED_TABLE[venue.table]]), dg.AssetKey([venue.name, REPORT_TABLE]))
 ]
 
 
