@@ -44,10 +44,13 @@ def register_instruments(instance: dg.DagsterInstance, days: list[DayFile]) -> N
 
 
 def run_main_job() -> int:
-    from lob_platform.defs.partitions import partition_key
+    from lob_platform.defs.partitions import FIRST_DATE, in_partition_range, partition_key
     from lob_platform.definitions import defs
 
     days = ensure_data()
+    for day in [d for d in days if not in_partition_range(d)]:
+        print(f"not ingested: {day.source} is dated {day.date}, outside the partitions ({FIRST_DATE} to today)")
+    days = [d for d in days if in_partition_range(d)]
     instance = dg.DagsterInstance.get()
     register_instruments(instance, days)
     failures = []
@@ -60,23 +63,33 @@ def run_main_job() -> int:
         status = "ok" if result.success else "FAILED"
         print(f"[{number}/{len(days)}] {day.venue} {day.instrument} {day.date}: {status}", flush=True)
         if not result.success:
-            failures.append((day, _failed_checks(result)))
+            failures.append((day, _failure_reasons(result)))
     defs.resolve_job_def("refresh_duckdb_catalog").execute_in_process(instance=instance, run_config=QUIET)
     print(f"ingested {len(days)} instrument-days in {time.perf_counter() - started:.1f}s")
     print_summary()
-    for day, checks in failures:
-        print(f"FAILED {day.venue} {day.instrument} {day.date} ({day.source}): {checks or 'see the run in the Dagster UI'}")
+    for day, reasons in failures:
+        print(f"FAILED {day.venue} {day.instrument} {day.date} ({day.source}): {'; '.join(reasons)}")
     return 1 if failures else 0
 
 
-def _failed_checks(result) -> list[str]:
-    """Each failed check, with the count of rows that broke its rule where it has one."""
+def _failure_reasons(result) -> list[str]:
+    """Each failed check (with the rows that broke its rule), else the error that stopped a step."""
     failed = []
     for evaluation in result.get_asset_check_evaluations():
         if not evaluation.passed:
             rows = evaluation.metadata.get("rows_breaking_rule")
             failed.append(f"{evaluation.check_name}: {rows.value} rows" if rows else evaluation.check_name)
-    return failed
+    if failed:
+        return failed
+    errors = [event.step_failure_data.error for event in result.all_events if event.is_step_failure]
+    return [_root_message(error) for error in errors if error] or ["see the run in the Dagster UI"]
+
+
+def _root_message(error) -> str:
+    """The innermost error's message: the user's MalformedFileError rather than Dagster's wrapper."""
+    while error.cause is not None:
+        error = error.cause
+    return error.message.strip()
 
 
 def print_summary() -> None:

@@ -54,3 +54,17 @@ def test_sql_error_is_reported_not_swallowed(amzn_day_dir, home):
     main(["run"])
     with pytest.raises(Exception, match="no_such_table"):
         main(["sql", "select * from no_such_table"])
+
+
+def test_main_job_names_unreadable_and_out_of_range_days(amzn_csv_pair, data_dir, home, capsys):
+    (data_dir / "lobster").mkdir()
+    shutil.copy(amzn_csv_pair[0], data_dir / "lobster")  # a message file without its orderbook
+    old = data_dir / "lobster" / "OLD_1999-06-21_34200000_57600000_message_1.csv"
+    old.write_text("34200.1,1,11,100,1000000,1\n")
+    old.with_name(old.name.replace("message", "orderbook")).write_text("1000100,50,1000000,100\n")
+    _add_crypto_sample(data_dir)
+    assert main(["run"]) == 1
+    printed = capsys.readouterr().out
+    assert "not ingested: " in printed and "OLD_1999-06-21" in printed and "outside the partitions" in printed
+    assert "crypto binance_perp.BTCUSDT 2020-09-01: ok" in printed
+    assert "FAILED lobster AMZN 2012-06-21" in printed and "orderbook file for AMZN 2012-06-21 (1 levels) is missing" in printed

@@ -44,6 +44,9 @@ def test_order_by_order_crypto_feed_is_configuration(tmp_path):
     assert frame["ts_ns"][0] == 1_591_003_800_000 * 10**6
     assert frame["source_row"].to_list() == [2, 3, 4, 5]  # CSV lines, header is line 1
     validate_messages(frame, "mycoin", tick_size=0.5)
+    off_grid = frame.with_columns(price=pl.lit(9500.25))
+    with pytest.raises(Exception, match="price_on_tick_grid"):
+        validate_messages(off_grid, "mycoin", config=order_feed_config(tmp_path))  # the venue's own tick
 
 
 def test_unknown_venue_code_is_kept_and_named_by_validation(tmp_path):

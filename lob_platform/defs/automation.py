@@ -5,7 +5,7 @@ import json
 
 import dagster as dg
 
-from lob_platform.defs.partitions import VENUES, instruments, partition_key
+from lob_platform.defs.partitions import VENUES, in_partition_range, instruments, partition_key
 from lob_platform.defs.raw import raw_key
 from lob_platform.sources.catalog import DayFile, discover
 
@@ -56,7 +56,8 @@ def new_raw_files(context: dg.SensorEvaluationContext) -> dg.SensorResult:
     """Registers instruments found in the data folder and requests one run per new instrument-day."""
     seen = json.loads(context.cursor) if context.cursor else {}
     known = {venue: set(context.instance.get_dynamic_partitions(dynamic.name)) for venue, dynamic in instruments.items()}
-    new_instruments, fresh, cursor = plan_new_files(discover(), seen, known, ingested_days(context.instance))
+    days = [day for day in discover() if in_partition_range(day)]
+    new_instruments, fresh, cursor = plan_new_files(days, seen, known, ingested_days(context.instance))
     return dg.SensorResult(
         run_requests=[
             dg.RunRequest(run_key=f"{day_key(day)}|{cursor[day_key(day)]}", job_name=ingest_jobs[day.venue].name,

@@ -12,7 +12,7 @@ import dagster as dg
 
 from lob_platform.sources.catalog import DayFile, venues
 
-FIRST_DATE = "2012-01-01"  # LOBSTER's public sample days are from 2012
+FIRST_DATE = "2000-01-01"  # before any venue the platform reads; older days are reported, not ingested
 
 VENUES = venues()
 trading_date = dg.DailyPartitionsDefinition(start_date=FIRST_DATE, end_offset=1)
@@ -21,6 +21,11 @@ by_date_and_instrument = {
     name: dg.MultiPartitionsDefinition({"date": trading_date, "instrument": dynamic})
     for name, dynamic in instruments.items()
 }
+
+
+def in_partition_range(day: DayFile) -> bool:
+    """Whether the day's date is a partition (from FIRST_DATE up to today, UTC)."""
+    return trading_date.has_partition_key(day.date.isoformat())
 
 
 def partition_key(day: DayFile) -> dg.MultiPartitionKey:

@@ -12,15 +12,14 @@ import polars as pl
 from lob_platform.errors import ConfigError, DataFileNotFound
 from lob_platform.paths import data_root
 from lob_platform.sources import catalog, crypto
-from lob_platform.sources.lobster import LOBSTER_TIMEZONE
 from lob_platform.sources.schema import message_dtypes, snapshot_dtypes
 from lob_platform.sources.tabular import read_exchange_file
 from lob_platform.sources.timezones import local_datetime_utc_ns
-from lob_platform.sources.venues import CRYPTO_EXCHANGES, LOBSTER_TICK, MIC, ExchangeConfig
+from lob_platform.sources.venues import CRYPTO_EXCHANGES, LOBSTER_PARQUET, MIC, ExchangeConfig
 from lob_platform.validation.report import check_rules, raise_on_failures
 
 _TIME = re.compile(r"^\d{6}\.\d{6}$")
-_TIMEZONES = {"lobster": LOBSTER_TIMEZONE, "mic": MIC.timezone}
+_BUILT_IN = {"lobster": LOBSTER_PARQUET, "mic": MIC}  # zone and tick of the built-in message venues
 
 
 def parse_times(times) -> tuple[datetime, datetime]:
@@ -94,9 +93,9 @@ def _message_reader(product: str, source: str, config: ExchangeConfig | None, ro
         return read_custom, config.timezone, config.trading_days == "weekdays"
     if source in CRYPTO_EXCHANGES or source == "crypto":
         raise ConfigError(f"{source!r} publishes depth snapshots, not messages: use load_snapshots(exchange, symbol, times).")
-    if source not in _TIMEZONES:
+    if source not in _BUILT_IN:
         raise ConfigError(
-            f"unknown source {source!r}: built-in message sources are {sorted(_TIMEZONES)}; "
+            f"unknown source {source!r}: built-in message sources are {sorted(_BUILT_IN)}; "
             f"for another venue pass config=ExchangeConfig(...) or declare it in {root / catalog.VENUES_FILE}."
         )
 
@@ -104,7 +103,7 @@ def _message_reader(product: str, source: str, config: ExchangeConfig | None, ro
         found = catalog.find_day(source, product, day, root)
         return found.read() if found else None
 
-    return read_cataloged, _TIMEZONES[source], True
+    return read_cataloged, _BUILT_IN[source].timezone, True
 
 
 def _expected_file(product: str, source: str, config: ExchangeConfig | None, day: Date) -> str:
@@ -140,16 +139,22 @@ def load_snapshots(
     return pl.concat(frames, how="diagonal_relaxed").filter(pl.col("ts_ns").is_between(first, last))
 
 
-def validate_messages(df: pl.DataFrame, source: str, tick_size: float | None = None) -> None:
+def validate_messages(
+    df: pl.DataFrame, source: str, tick_size: float | None = None, config: ExchangeConfig | None = None
+) -> None:
     """Raise ValidationError naming each broken rule, its row count and first source rows.
 
-    The tick-grid rule uses ``tick_size``, else the source's own tick (LOBSTER $0.01, MIC 10).
+    The tick-grid rule uses ``tick_size``, else the venue's own: the ``config`` passed, a venue
+    declared in venues.toml, or the built-in one (LOBSTER $0.01, MIC 10). Without a single
+    tick (none, or one per product) the rule is skipped.
     """
-    tick = tick_size if tick_size is not None else {"lobster": LOBSTER_TICK, "mic": MIC.tick_size}.get(source)
-    raise_on_failures(check_rules(df, "messages", tick), f"{source} messages")
+    config = config or catalog.custom_venue_configs(data_root()).get(source) or _BUILT_IN.get(source)
+    tick = tick_size if tick_size is not None else (config.tick_size if config else None)
+    tick = tick if isinstance(tick, (int, float)) else None
+    raise_on_failures(check_rules(df, "messages", tick), f"from {source}")
 
 
 def validate_snapshots(df: pl.DataFrame, symbol: str | None = None, tick_size: float | None = None) -> None:
     """Raise ValidationError naming each rule the depth snapshots break."""
     tick = tick_size if tick_size is not None else crypto.CRYPTO_TICKS.get((symbol or "").replace("-", "").upper())
-    raise_on_failures(check_rules(df, "snapshots", tick), "depth snapshots")
+    raise_on_failures(check_rules(df, "snapshots", tick), f"of {symbol or 'the depth book'}")

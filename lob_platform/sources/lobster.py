@@ -25,12 +25,11 @@ from lob_platform.errors import MalformedFileError
 from lob_platform.sources.csv_input import read_typed_csv
 from lob_platform.sources.schema import EventType, Side, book_columns
 from lob_platform.sources.timezones import local_midnight_utc_ns
+from lob_platform.sources.venues import LOBSTER_EVENT_CODES, LOBSTER_TIMEZONE
 
-LOBSTER_TIMEZONE = "America/New_York"
 EMPTY_LEVEL_PRICE = 9_999_999_999
 PRICE_SCALE = 1e-4
 
-_EVENT_CODES = {1: "submit", 2: "cancel", 3: "delete", 4: "execute_visible", 5: "execute_hidden", 6: "cross"}
 _HALT_STATUS = {-1: "halt", 0: "quoting_resumed", 1: "trading_resumed"}
 _MESSAGE_SCHEMA = {
     "time_s": pl.Float64(),
@@ -153,7 +152,7 @@ def _unify_messages(messages: pl.DataFrame, midnight_ns: int) -> pl.DataFrame:
     event_type = (
         pl.when(is_status)
         .then(pl.col("price").replace_strict(_HALT_STATUS, default=None, return_dtype=EventType))
-        .otherwise(pl.col("event_code").replace_strict(_EVENT_CODES, default=None, return_dtype=EventType))
+        .otherwise(pl.col("event_code").replace_strict(LOBSTER_EVENT_CODES, default=None, return_dtype=EventType))
     )
     return messages.select(
         ts_ns=(pl.col("time_s") * 1e9).round().cast(pl.Int64) + midnight_ns,

@@ -16,11 +16,11 @@ from lob_platform.sources.schema import EVENT_TYPES
 MAPPING_KEYS = {"timestamp": True, "event_type": True, "volume": True, "price": True, "side": True, "order_id": False}
 TIME_UNITS = {"s": 1_000_000_000, "ms": 1_000_000, "us": 1_000, "ns": 1}
 
+LOBSTER_EVENT_CODES = {1: "submit", 2: "cancel", 3: "delete", 4: "execute_visible", 5: "execute_hidden", 6: "cross"}
+LOBSTER_TIMEZONE = "America/New_York"
+LOBSTER_TICK = 0.01
 # LOBSTER's numeric codes plus the unified names themselves: the default for custom venues.
-DEFAULT_EVENT_CODES: dict[Any, str] = {
-    1: "submit", 2: "cancel", 3: "delete", 4: "execute_visible", 5: "execute_hidden", 6: "cross",
-    **{name: name for name in EVENT_TYPES},
-}
+DEFAULT_EVENT_CODES: dict[Any, str] = {**LOBSTER_EVENT_CODES, **{name: name for name in EVENT_TYPES}}
 DEFAULT_SIDES: dict[Any, str] = {
     1: "bid", -1: "ask", "true": "bid", "false": "ask",
     "bid": "bid", "ask": "ask", "buy": "bid", "sell": "ask", "b": "bid", "a": "ask",
@@ -102,11 +102,9 @@ LOBSTER_PARQUET = ExchangeConfig(
     column_mapping={"timestamp": "tst", "event_type": "event_code", "volume": "vol", "price": "prc", "side": "direction", "order_id": "order_id"},
     time_unit="ns",
     price_scale=1e-4,
-    event_code_map={k: v for k, v in DEFAULT_EVENT_CODES.items() if isinstance(k, int)},
+    event_code_map=LOBSTER_EVENT_CODES,
     side_map={1: "bid", -1: "ask"},
-    timezone="America/New_York",
-    tick_size=0.01,
+    timezone=LOBSTER_TIMEZONE,
+    tick_size=LOBSTER_TICK,
 )
-
-LOBSTER_TICK = 0.01
 CRYPTO_EXCHANGES = ("binance_spot", "binance_perp", "bybit_spot")

@@ -21,6 +21,7 @@ class RuleResult:
     description: str
     violations: int
     first_rows: list[int] = field(default_factory=list)  # source file lines / rows
+    first_times: list[str] = field(default_factory=list)  # their event times, UTC: tells days apart
 
     @property
     def passed(self) -> bool:
@@ -43,10 +44,10 @@ class ValidationReport:
     def describe(self, where: str = "") -> str:
         lines = [
             f"rule {r.rule!r} ({r.description}): {r.violations} of {self.rows} rows, "
-            f"first at source rows {r.first_rows}"
+            f"first at source rows {r.first_rows} (UTC {', '.join(r.first_times)})"
             for r in self.failures()
         ]
-        place = f" in {where}" if where else ""
+        place = f" {where}" if where else ""
         return f"{self.table}{place} break {len(lines)} rule(s):\n  " + "\n  ".join(lines)
 
 
@@ -72,8 +73,10 @@ def _report(frame: pl.DataFrame, table: str, rules: list[Rule], masks: pl.DataFr
     counts = masks.sum().row(0) if masks.width else ()
     results = []
     for rule, count in zip(rules, counts):
-        first = frame.filter(masks[rule.name])[SOURCE_ROW].head(FIRST_ROWS_SHOWN).to_list() if count else []
-        results.append(RuleResult(rule.name, rule.description, int(count), first))
+        first = frame.filter(masks[rule.name]).head(FIRST_ROWS_SHOWN) if count else frame.clear()
+        times = first.select(pl.from_epoch("ts_ns", "ns").dt.to_string("%Y-%m-%dT%H:%M:%S%.f"))["ts_ns"].to_list()
+        results.append(RuleResult(rule.name, rule.description, int(count), first[SOURCE_ROW].to_list(),
+                                  [t or "no time" for t in times]))
     return ValidationReport(table, frame.height, results)
 
 
