@@ -187,7 +187,7 @@ def test_a_day_split_into_time_windows_is_refused_not_halved(amzn_csv_pair, data
 
 
 def test_missing_day_raises_with_expected_file_or_skips(amzn_day_dir):
-    with pytest.raises(DataFileNotFound, match=r"AMZN on 2012-06-22 .*expected lobster/AMZN_2012-06-22"):
+    with pytest.raises(DataFileNotFound, match=r"AMZN on 2012-06-22: expected .*/lobster/AMZN_2012-06-22"):
         load_messages("AMZN", "lobster", ["120621.093000", "120622.160000"])
     skipped = load_messages("AMZN", "lobster", ["120621.093000", "120622.160000"], on_missing="skip")
     assert skipped.height == 57_515

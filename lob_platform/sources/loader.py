@@ -64,30 +64,38 @@ def load_messages(
     start, end = parse_times(times)
     root = Path(data_dir) if data_dir is not None else data_root()
     reader, timezone, weekdays_only = _message_reader(product, source, config, root)
+    return _read_range(
+        _days(start, end, weekdays_only), reader,
+        lambda day: f"no {source} data for {product} on {day}: {_expected_file(product, source, config, day, root)}",
+        on_missing, message_dtypes(0), (local_datetime_utc_ns(start, timezone), local_datetime_utc_ns(end, timezone)),
+    )
+
+
+def _read_range(days, read_day, describe_missing, on_missing: str, empty_schema, span_ns) -> pl.DataFrame:
+    """Every day's frame, concatenated and cut to the requested span; days without a file raise
+    or are skipped (``on_missing``)."""
+    if on_missing not in ("raise", "skip"):
+        raise ConfigError(f"on_missing must be 'raise' or 'skip', not {on_missing!r}.")
     frames = []
-    for day in _days(start, end, weekdays_only):
-        frame = reader(day)
+    for day in days:
+        frame = read_day(day)
         if frame is None:
             if on_missing == "skip":
                 continue
             raise DataFileNotFound(
-                f"no {source} data for {product} on {day} under {root}: {_expected_file(product, source, config, day)}. "
-                f"Add the file, narrow `times`, or pass on_missing='skip' to skip days without data."
+                f"{describe_missing(day)}. Add the file, narrow `times`, or pass on_missing='skip' to skip days without data."
             )
         frames.append(frame)
     if not frames:
-        return pl.DataFrame(schema=message_dtypes(0))
-    first, last = local_datetime_utc_ns(start, timezone), local_datetime_utc_ns(end, timezone)
-    return pl.concat(frames, how="diagonal_relaxed").filter(pl.col("ts_ns").is_between(first, last))
+        return pl.DataFrame(schema=empty_schema)
+    return pl.concat(frames, how="diagonal_relaxed").filter(pl.col("ts_ns").is_between(*span_ns))
 
 
 def _message_reader(product: str, source: str, config: ExchangeConfig | None, root: Path):
     config = config or catalog.custom_venue_configs(root).get(source)
     if config is not None:
-        folder = config.folder()
-
         def read_custom(day: Date) -> pl.DataFrame | None:
-            path = folder / config.filename_template.format(product=product, date=day.strftime(config.date_format))
+            path = _config_path(config, product, day)
             return read_exchange_file(path, config) if path.exists() else None
 
         return read_custom, config.timezone, config.trading_days == "weekdays"
@@ -106,12 +114,17 @@ def _message_reader(product: str, source: str, config: ExchangeConfig | None, ro
     return read_cataloged, _BUILT_IN[source].timezone, True
 
 
-def _expected_file(product: str, source: str, config: ExchangeConfig | None, day: Date) -> str:
+def _expected_file(product: str, source: str, config: ExchangeConfig | None, day: Date, root: Path) -> str:
     if config is not None:
-        return f"expected {config.folder() / config.filename_template.format(product=product, date=day.strftime(config.date_format))}"
+        return f"expected {_config_path(config, product, day)}"
     if source == "lobster":
-        return f"expected lobster/{product}_{day}_*_message_N.csv + orderbook, a zip of them, or lobster/{product}_{day}_messages.parquet"
-    return f"expected mic/{day}__RTSX_FUT__{product}.parquet"
+        return (f"expected {root}/lobster/{product}_{day}_*_message_N.csv + orderbook, a zip of them, "
+                f"or {root}/lobster/{product}_{day}_messages.parquet")
+    return f"expected {root}/mic/{day}__RTSX_FUT__{product}.parquet"
+
+
+def _config_path(config: ExchangeConfig, product: str, day: Date) -> Path:
+    return config.folder() / config.filename_template.format(product=product, date=day.strftime(config.date_format))
 
 
 def load_snapshots(
@@ -120,23 +133,18 @@ def load_snapshots(
     """Crypto depth snapshots of ``exchange``/``symbol`` between two UTC times (YYMMDD.HHMMSS)."""
     start, end = parse_times(times)
     root = Path(data_dir) if data_dir is not None else data_root()
-    instrument = f"{exchange}.{symbol.replace('-', '').upper()}"
-    frames = []
-    for day in _days(start, end, weekdays_only=False):
-        found = catalog.find_day("crypto", instrument, day, root)
-        if found is None:
-            if on_missing == "skip":
-                continue
-            raise DataFileNotFound(
-                f"no depth snapshots for {instrument} on {day} under {root}: expected "
-                f"crypto/{exchange}_book_snapshot_N_{day}_{symbol.replace('-', '').upper()}.csv[.gz]. "
-                "Add the file, narrow `times`, or pass on_missing='skip'."
-            )
-        frames.append(found.read())
-    if not frames:
-        return pl.DataFrame(schema=snapshot_dtypes(0))
-    first, last = local_datetime_utc_ns(start, "UTC"), local_datetime_utc_ns(end, "UTC")
-    return pl.concat(frames, how="diagonal_relaxed").filter(pl.col("ts_ns").is_between(first, last))
+    compact = symbol.replace("-", "").upper()
+
+    def read_day(day: Date) -> pl.DataFrame | None:
+        found = catalog.find_day("crypto", f"{exchange}.{compact}", day, root)
+        return found.read() if found else None
+
+    return _read_range(
+        _days(start, end, weekdays_only=False), read_day,
+        lambda day: f"no depth snapshots for {exchange}.{compact} on {day}: expected "
+                    f"{root}/crypto/{exchange}_book_snapshot_N_{day}_{compact}.csv[.gz]",
+        on_missing, snapshot_dtypes(0), (local_datetime_utc_ns(start, "UTC"), local_datetime_utc_ns(end, "UTC")),
+    )
 
 
 def validate_messages(
