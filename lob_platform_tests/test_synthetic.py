@@ -348,3 +348,18 @@ def test_mic_order_log_format_and_replay(small_market):
             del book[prc]
         if tst > session_open:
             assert max(levels[True]) < min(levels[False])
+
+
+def test_every_generated_day_passes_the_platforms_validation(tmp_path):
+    """The generator and the readers agree: each raw file reads and passes every rule."""
+    from lob_platform.sources.catalog import discover
+    from lob_platform.validation.report import check_rules
+
+    config = MarketConfig(n_days=2, lobster_events_per_day=3_000, mic_events_per_day=2_000, crypto_hours_per_day=0.5,
+                          crypto_pairs=("BTC-USDT", "WLD-USDT"))
+    generate_market(tmp_path, config)
+    days = discover(tmp_path)
+    assert {d.venue for d in days} == {"lobster", "mic", "crypto"}
+    for day in days:
+        report = check_rules(day.read(), "snapshots" if day.venue == "crypto" else "messages", day.tick)
+        assert report.passed, report.describe(day.source)

@@ -134,18 +134,23 @@ class DayFile:
         return read_exchange_file(path, self.config or LOBSTER_PARQUET)
 
 
-def discover(root: Path | None = None) -> list[DayFile]:
-    """Every instrument-day in the data folder, one file each, sorted by venue, instrument, date."""
+def discover(root: Path | None = None, only: str | None = None) -> list[DayFile]:
+    """Every instrument-day in the data folder (or of venue ``only``), one file each, sorted by
+    venue, instrument, date."""
     root = data_root() if root is None else root
-    found = _lobster_days(root / "lobster") + _crypto_days(root / "crypto")
+    found = []
     for venue in venues(root):
+        if only not in (None, venue.name):
+            continue
         if venue.config is not None:
             found += _config_days(venue.name, venue.config)
+        else:
+            found += (_lobster_days if venue.name == "lobster" else _crypto_days)(root / venue.name)
     return sorted(found, key=lambda d: (d.venue, d.instrument, d.date))
 
 
 def find_day(venue: str, instrument: str, day: Date, root: Path | None = None) -> DayFile | None:
-    return next((d for d in discover(root) if (d.venue, d.instrument, d.date) == (venue, instrument, day)), None)
+    return next((d for d in discover(root, only=venue) if (d.instrument, d.date) == (instrument, day)), None)
 
 
 def _lobster_days(folder: Path) -> list[DayFile]:
