@@ -2,8 +2,11 @@
 
 Both sides do the same work: inflate the zip and parse the message and orderbook CSVs
 (read), convert to the unified schema and apply the same nine validation rules with the
-quarantine split (validate), and write the valid rows to parquet (write). Each side runs
-``--repeats`` times, interleaved, and the median wall time per stage is printed.
+quarantine split (validate: the platform evaluates them through its pandera schema, as its
+asset checks do), and write the valid and rejected rows to parquet (write). The platform's
+asset steps also check the columns and dtypes of the raw, validated and rejected tables with
+pandera: that is shown as its own stage, with the step total (``total+checks``) beside it. Each side runs ``--repeats`` times, interleaved, and the median
+wall time per stage is printed.
 
     python benchmarks/ingest.py [ZIP] [--repeats 5]
 """
@@ -22,8 +25,10 @@ import numpy as np
 import pandas as pd
 
 from lob_platform.sources.lobster import pairs_in_archive, read_lobster_pair
+from lob_platform.sources.schema import book_levels
 from lob_platform.storage import write_partition
 from lob_platform.validation.report import split_valid_rejected
+from lob_platform.validation.schemas import rejected_schema, table_schema
 
 DEFAULT_ZIP = Path(__file__).resolve().parents[2] / "shared/data/lobster/LOBSTER_SampleFile_AMZN_2012-06-21_5.zip"
 TICK = 0.01
@@ -38,7 +43,13 @@ def platform_stages(archive: Path, out: Path) -> dict[str, float]:
     validate_done = time.perf_counter()
     write_partition(valid, out / "platform.parquet")
     write_partition(rejected, out / "platform_rejected.parquet")
-    return {"read": read_done - started, "validate": validate_done - read_done, "write": time.perf_counter() - validate_done}
+    write_done = time.perf_counter()
+    levels = book_levels(frame.columns)
+    table_schema("messages", levels, TICK, with_rules=False).validate(frame, lazy=True)
+    table_schema("messages", levels, TICK, with_rules=False).validate(valid, lazy=True)
+    rejected_schema("messages", levels).validate(rejected, lazy=True)
+    return {"read": read_done - started, "validate": validate_done - read_done, "write": write_done - validate_done,
+            "pandera checks": time.perf_counter() - write_done}
 
 
 def pandas_read(archive: Path) -> pd.DataFrame:
@@ -118,7 +129,8 @@ def pandas_stages(archive: Path, out: Path) -> dict[str, float]:
     validate_done = time.perf_counter()
     valid.to_parquet(out / "pandas.parquet", compression="lz4")
     rejected.to_parquet(out / "pandas_rejected.parquet", compression="lz4")
-    return {"read": read_done - started, "validate": validate_done - read_done, "write": time.perf_counter() - validate_done}
+    return {"read": read_done - started, "validate": validate_done - read_done, "write": time.perf_counter() - validate_done,
+            "pandera checks": 0.0}
 
 
 def main() -> None:
@@ -134,16 +146,23 @@ def main() -> None:
             runs["lob_platform"].append(platform_stages(args.archive, Path(folder)))
             runs["pandas"].append(pandas_stages(args.archive, Path(folder)))
     print(f"{args.archive.name}: {events:,} events, median of {args.repeats} interleaved runs")
-    print(f"{'stage':<10}{'lob_platform s':>16}{'ev/s':>14}{'pandas s':>12}{'ev/s':>14}{'speed-up':>10}")
-    totals = {}
-    for stage in ("read", "validate", "write", "total"):
+    print(f"{'stage':<15}{'platform s':>11}{'ev/s':>14}{'pandas s':>12}{'ev/s':>14}{'speed-up':>10}")
+    core = ("read", "validate", "write")
+    for stage in (*core, "total", "pandera checks", "total+checks"):
         medians = {}
         for side, samples in runs.items():
-            values = [sum(s.values()) if stage == "total" else s[stage] for s in samples]
+            if stage == "total":
+                values = [sum(s[k] for k in core) for s in samples]
+            elif stage == "total+checks":
+                values = [sum(s.values()) for s in samples]
+            else:
+                values = [s[stage] for s in samples]
             medians[side] = statistics.median(values)
-        totals[stage] = medians
         ours, theirs = medians["lob_platform"], medians["pandas"]
-        print(f"{stage:<10}{ours:>16.3f}{events / ours:>14,.0f}{theirs:>12.3f}{events / theirs:>14,.0f}{theirs / ours:>9.1f}x")
+        if stage == "pandera checks":
+            print(f"{stage:<15}{ours:>11.3f}{events / ours:>14,.0f}{'(none)':>12}")
+            continue
+        print(f"{stage:<15}{ours:>11.3f}{events / ours:>14,.0f}{theirs:>12.3f}{events / theirs:>14,.0f}{theirs / ours:>9.1f}x")
 
 
 if __name__ == "__main__":

@@ -1,16 +1,23 @@
 """Apply rules to a table: per-rule counts with the first offending rows, and the split of a
 table into valid rows and quarantined (rejected) rows. Nothing is dropped: every input row
-ends up in exactly one of the two outputs."""
+ends up in exactly one of the two outputs.
+
+The rules are evaluated by the table's pandera schema (one pass, lazily, every check); its
+failure cases give the offending rows. A table whose columns or dtypes do not match the
+unified schema is refused outright: that is a reader or caller error, not a bad row.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import pandera.errors
 import polars as pl
 
 from lob_platform.errors import ValidationError
-from lob_platform.sources.schema import SOURCE_ROW
+from lob_platform.sources.schema import SOURCE_ROW, book_levels
 from lob_platform.validation.rules import MESSAGE_RULES, SNAPSHOT_RULES, Rule, applicable, rule_context
+from lob_platform.validation.schemas import table_schema
 
 FIRST_ROWS_SHOWN = 5
 
@@ -56,11 +63,26 @@ def _rules(table: str) -> tuple[Rule, ...]:
 
 
 def violation_masks(frame: pl.DataFrame, table: str, tick: float | None) -> tuple[list[Rule], pl.DataFrame]:
-    """One boolean column per applicable rule, computed in a single pass."""
-    ctx = rule_context(frame.columns, tick)
-    pairs = applicable(_rules(table), ctx)
-    masks = frame.select([expr.alias(rule.name) for rule, expr in pairs])
-    return [rule for rule, _ in pairs], masks
+    """One boolean column per applicable rule: True on the rows pandera reports as failing it."""
+    rules = [rule for rule, _ in applicable(_rules(table), rule_context(frame.columns, tick))]
+    failing: dict[str, list[int]] = {}
+    try:
+        table_schema(table, book_levels(frame.columns), tick).validate(frame, lazy=True)
+    except pandera.errors.SchemaErrors as errors:
+        cases = errors.failure_cases
+        names = [rule.name for rule in rules]
+        structural = cases.filter(~pl.col("check").is_in(names))
+        if structural.height:
+            problems = structural.select("column", "check", "failure_case").unique().head(10).rows()
+            raise ValidationError(f"{table} table does not match the unified schema: {problems}") from None
+        for (name,), group in cases.group_by("check"):
+            failing[name] = group["index"].drop_nulls().cast(pl.Int64).to_list()
+    masks = pl.DataFrame({
+        rule.name: pl.Series([False] * frame.height, dtype=pl.Boolean).scatter(failing[rule.name], True)
+        if rule.name in failing else pl.repeat(False, frame.height, dtype=pl.Boolean, eager=True)
+        for rule in rules
+    })
+    return rules, masks
 
 
 def check_rules(frame: pl.DataFrame, table: str, tick: float | None) -> ValidationReport:
