@@ -180,3 +180,10 @@ def test_after_the_split_the_valid_rows_pass_every_rule():
     valid, rejected, _ = split_valid_rejected(broken, "messages", TICK, "day.csv")
     assert check_rules(valid, "messages", TICK).passed
     table_schema("messages", 2, TICK).validate(valid, lazy=True)
+
+
+def test_a_table_off_the_unified_schema_is_refused_not_quarantined():
+    from lob_platform.errors import ValidationError
+
+    with pytest.raises(ValidationError, match="does not match the unified schema.*'size'"):
+        check_rules(messages().with_columns(pl.col("size").cast(pl.Int64)), "messages", TICK)
