@@ -90,7 +90,7 @@ def build_validated_assets(venue: Venue) -> dg.AssetsDefinition:
     def validate(context: dg.AssetExecutionContext, config: ValidationConfig, raw: pl.DataFrame):
         date, instrument = day_of(context)
         day = find_day(venue.name, instrument, parse_date(date, "partition date"))
-        source = day.source if day else "unknown"
+        source = day.source if day else "(no longer in the data folder)"
         tick = day.tick if day else None
         valid, rejected, report = split_valid_rejected(raw, table, tick, source)
         by_rule = {r.rule: r for r in report.results}
