@@ -35,8 +35,7 @@ def refresh_views(root: Path) -> dict[str, int]:
         existing = {row[0] for row in con.execute("select view_name from duckdb_views() where not internal").fetchall()}
         present = tables(root)
         for table in sorted(present, key=lambda t: t != REPORTS):  # reports first: validated views use them
-            scan = (f"select * from read_parquet('{root / table / '**' / '*.parquet'}', "
-                    "hive_partitioning = true, union_by_name = true)")
+            scan = _scan(root / table)
             if table.startswith("validated_") and REPORTS in present:
                 con.execute(f'create or replace view "all_{table}" as {scan}')
                 counts[f"all_{table}"] = con.execute(f'select count(*) from "all_{table}"').fetchone()[0]
@@ -47,6 +46,17 @@ def refresh_views(root: Path) -> dict[str, int]:
         for stale in existing - set(counts):
             con.execute(f'drop view "{stale}"')
     return counts
+
+
+def _scan(folder: Path) -> str:
+    """SQL reading every partition of a table; hive keys typed explicitly (an instrument named
+    1234 stays text, so tables join on it), ``date`` as DATE."""
+    first = next(folder.rglob("*.parquet"))
+    keys = [part.split("=", 1)[0] for part in first.relative_to(folder).parts[:-1] if "=" in part]
+    types = ", ".join(f"'{key}': '{'DATE' if key == 'date' else 'VARCHAR'}'" for key in keys)
+    pattern = str(folder / "**" / "*.parquet").replace("'", "''")
+    return (f"select * from read_parquet('{pattern}', hive_partitioning = true, union_by_name = true"
+            f"{f', hive_types = {{{types}}}' if keys else ''})")
 
 
 def query(root: Path, sql: str):

@@ -198,3 +198,14 @@ def test_sensor_sees_main_job_ingests(amzn_day_dir, instance):
     assert ingested_days(instance) == set()
     materialize(instance)
     assert ingested_days(instance) == {"lobster|AMZN|2012-06-21"}
+
+
+def test_sensor_skips_venues_declared_after_load(amzn_day_dir):
+    from lob_platform_tests.test_venues import CRYPTO_FEED, VENUES_TOML
+
+    (amzn_day_dir / "venues.toml").write_text(VENUES_TOML)
+    (amzn_day_dir / "mycoin").mkdir()
+    (amzn_day_dir / "mycoin" / "BTCUSD_20200601.csv").write_text(CRYPTO_FEED)
+    with dg.instance_for_test() as instance:
+        result = new_raw_files(dg.build_sensor_context(instance=instance, definitions=defs))
+    assert [r.job_name for r in result.run_requests] == ["ingest_lobster"]  # mycoin waits for a reload

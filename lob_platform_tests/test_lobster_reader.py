@@ -225,3 +225,27 @@ def test_converted_parquet_layout(data_dir):
     assert frame["event_type"].to_list() == ["submit", "execute_visible"]
     assert frame["price"].to_list() == pytest.approx([351.23, 351.23])
     validate_messages(frame, "lobster")
+
+
+def test_unreadable_zip_and_impossible_dates_do_not_stop_discovery(data_dir, caplog):
+    (data_dir / "lobster").mkdir()
+    shutil.copy(require(AMZN_1), data_dir / "lobster")
+    (data_dir / "lobster" / "broken.zip").write_bytes(b"not a zip at all")
+    (data_dir / "lobster" / "AAPL_2024-02-30_messages.parquet").write_bytes(b"")
+    days = discover()
+    assert [(d.instrument, str(d.date)) for d in days] == [("AMZN", "2012-06-21")]
+    assert "broken.zip is not a readable zip archive" in caplog.text
+    assert "'2024-02-30' in its name is not a date" in caplog.text
+
+
+def test_multi_day_load_with_different_book_depths_validates(data_dir):
+    (data_dir / "lobster").mkdir()
+    shutil.copy(require(AMZN_5), data_dir / "lobster")
+    with zipfile.ZipFile(require(AMZN_1)) as archive:
+        for name in archive.namelist():
+            if name.endswith(".csv"):
+                (data_dir / "lobster" / name.replace("2012-06-21", "2012-06-22")).write_bytes(archive.read(name))
+    frame = load_messages("AMZN", "lobster", ["120621.093000", "120622.160000"])
+    assert frame.height == 155_935 + 57_515
+    assert frame.filter(pl.col("ts_ns") > 1_340_323_200 * 10**9)["ask_size_5"].unique().to_list() == [0.0]
+    validate_messages(frame, "lobster")

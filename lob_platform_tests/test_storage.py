@@ -82,3 +82,13 @@ def test_query_before_any_run_says_what_to_do(tmp_path):
 
     with pytest.raises(ConfigError, match="run `python -m lob_platform run` first"):
         query(tmp_path, "select 1")
+
+
+def test_numeric_instrument_names_stay_text_so_views_join(tmp_path):
+    for instrument in ("1234", "binance.BTCUSDT"):
+        keys = {"venue": "v", "instrument": instrument, "date": "2024-03-04"}
+        write_partition(frame(2), partition_path(tmp_path, "validated_messages", keys))
+        write_partition(pl.DataFrame({"passed": [True]}), partition_path(tmp_path, "validation_reports", keys))
+    assert refresh_views(tmp_path)["validated_messages"] == 4
+    _, rows = query(tmp_path, "select typeof(instrument), typeof(date) from validated_messages limit 1")
+    assert rows == [("VARCHAR", "DATE")]

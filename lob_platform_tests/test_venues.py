@@ -210,3 +210,17 @@ def test_broken_gzip_names_the_file(tmp_path):
     config = order_feed_config(tmp_path, filename_template="{product}_{date}.csv.gz")
     with pytest.raises(MalformedFileError, match="BTCUSD_20200601.csv.gz: not a complete gzip file"):
         load_messages("BTCUSD", "mycoin", ["200601.000000", "200601.235959"], config=config)
+
+
+def test_templates_with_folders_and_bad_templates(tmp_path):
+    from lob_platform.sources.catalog import _config_days
+
+    nested = order_feed_config(tmp_path, filename_template="{product}/{date}.csv", date_format="%Y/%m/%d")
+    (tmp_path / "BTCUSD" / "2020" / "06").mkdir(parents=True)
+    (tmp_path / "BTCUSD" / "2020" / "06" / "01.csv").write_text(CRYPTO_FEED)
+    (day,) = _config_days("mycoin", nested)
+    assert (day.instrument, str(day.date), day.read().height) == ("BTCUSD", "2020-06-01", 4)
+    with pytest.raises(ConfigError, match="one \\{product\\} and one \\{date\\}"):
+        order_feed_config(tmp_path, filename_template="{date}.csv")
+    with pytest.raises(ConfigError, match="uses \\['%b'\\]"):
+        order_feed_config(tmp_path, date_format="%d%b%Y")

@@ -57,6 +57,10 @@ def new_raw_files(context: dg.SensorEvaluationContext) -> dg.SensorResult:
     seen = json.loads(context.cursor) if context.cursor else {}
     known = {venue: set(context.instance.get_dynamic_partitions(dynamic.name)) for venue, dynamic in instruments.items()}
     days = [day for day in discover() if in_partition_range(day)]
+    unloaded = {day.venue for day in days} - set(ingest_jobs)
+    if unloaded:
+        context.log.warning(f"venues {sorted(unloaded)} were declared after this code location loaded: reload it to ingest them")
+        days = [day for day in days if day.venue in ingest_jobs]
     new_instruments, fresh, cursor = plan_new_files(days, seen, known, ingested_days(context.instance))
     return dg.SensorResult(
         run_requests=[

@@ -1,7 +1,8 @@
 """Validated assets: the raw partition split into valid rows and quarantined (rejected) rows,
-and a one-row validation report. Each validation rule is a blocking asset check whose verdict
-is the pandera schema's check of that name on the raw partition; pandera also checks the
-columns and dtypes of the validated and rejected tables.
+and a one-row validation report. Each validation rule is a blocking asset check reporting how
+many rows of the raw partition broke it; the pandera schemas, built from the same rule
+expressions, check the stored validated table (columns, dtypes, every rule) and the rejected
+table.
 
 With the default ``max_rejected_fraction`` of 0, any broken rule fails its check, which stops
 the partition's downstream assets; the valid rows and the rejected rows (rule, source file and
@@ -68,7 +69,7 @@ def build_validated_assets(venue: Venue) -> dg.AssetsDefinition:
     rejected_key = dg.AssetKey([venue.name, REJECTED_TABLE[table]])
     report_key = dg.AssetKey([venue.name, REPORT_TABLE])
     checks = [dg.AssetCheckSpec(name, asset=valid_key, blocking=True) for name in rule_names(venue)]
-    checks += [pandera_check_spec(valid_key, "columns and dtypes; the rules are the checks beside it"),
+    checks += [pandera_check_spec(valid_key, "columns, dtypes and every rule, on the rows stored"),
                pandera_check_spec(rejected_key, "known rule names, source file and line, the raw columns")]
 
     @dg.multi_asset(
@@ -98,7 +99,7 @@ def build_validated_assets(venue: Venue) -> dg.AssetsDefinition:
         results = [
             *(rule_check(by_rule.get(name), name, raw.height, config.max_rejected_fraction, valid_key, source,
                          rejected_key.to_user_string()) for name in rule_names(venue)),
-            pandera_check(valid, table_schema(table, levels, tick, with_rules=False), valid_key),
+            pandera_check(valid, table_schema(table, levels, tick), valid_key),
             pandera_check(rejected, rejected_schema(table, levels), rejected_key),
         ]
         failed = [r.check_name for r in results if not r.passed]

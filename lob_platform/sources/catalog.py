@@ -28,14 +28,14 @@ from lob_platform.errors import ConfigError, MalformedFileError
 from lob_platform.paths import data_root
 from lob_platform.sources import crypto, lobster
 from lob_platform.sources.tabular import read_exchange_file
-from lob_platform.sources.venues import LOBSTER_PARQUET, LOBSTER_TICK, MIC, ExchangeConfig
+from lob_platform.sources.timezones import iso_date
+from lob_platform.sources.venues import DATE_DIRECTIVES, LOBSTER_PARQUET, LOBSTER_TICK, MIC, ExchangeConfig
 
 log = logging.getLogger(__name__)
 VENUES_FILE = "venues.toml"
 _FORM_RANK = {"csv": 0, "zip": 1, "parquet": 2}
 _LOBSTER_PARQUET = re.compile(r"^(?P<product>.+)_(?P<date>\d{4}-\d{2}-\d{2})_messages\.parquet$")
 _VENUE_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
-_DATE_FIELDS = {"%Y": r"\d{4}", "%m": r"\d{2}", "%d": r"\d{2}", "%y": r"\d{2}", "%j": r"\d{3}"}
 
 
 @dataclass(frozen=True)
@@ -163,8 +163,8 @@ def _lobster_days(folder: Path) -> list[DayFile]:
     ]
     for path in sorted(folder.glob("*_messages.parquet")):
         match = _LOBSTER_PARQUET.match(path.name)
-        if match:
-            candidates.append(DayFile("lobster", match["product"], Date.fromisoformat(match["date"]), str(path), "parquet"))
+        if match and (day := iso_date(match["date"], str(path))):
+            candidates.append(DayFile("lobster", match["product"], day, str(path), "parquet"))
     by_day: dict[tuple, list[DayFile]] = {}
     for day in sorted(candidates, key=lambda d: (-d.levels, _FORM_RANK[d.form], d.source)):
         by_day.setdefault((day.instrument, day.date), []).append(day)
@@ -186,7 +186,7 @@ def _one_form(days: list[DayFile]) -> DayFile:
 def _template_pattern(config: ExchangeConfig) -> re.Pattern:
     """A file-name pattern from ``filename_template``: {product} and {date} become groups."""
     date = re.escape(config.date_format)
-    for directive, digits in _DATE_FIELDS.items():
+    for directive, digits in DATE_DIRECTIVES.items():
         date = date.replace(re.escape(directive), digits)
     pattern = re.escape(config.filename_template)
     pattern = pattern.replace(re.escape("{product}"), r"(?P<product>.+?)").replace(re.escape("{date}"), f"(?P<date>{date})")
@@ -194,10 +194,11 @@ def _template_pattern(config: ExchangeConfig) -> re.Pattern:
 
 
 def _config_days(venue: str, config: ExchangeConfig) -> list[DayFile]:
+    """Files under the venue folder whose path (templates may contain folders) fits the template."""
     folder, pattern = config.folder(), _template_pattern(config)
     days = []
-    for path in sorted(folder.iterdir()) if folder.is_dir() else []:
-        match = pattern.match(path.name)
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()) if folder.is_dir() else []:
+        match = pattern.match(path.relative_to(folder).as_posix())
         if match:
             try:
                 day = datetime.strptime(match["date"], config.date_format).date()
@@ -213,9 +214,9 @@ def _crypto_days(folder: Path) -> list[DayFile]:
     days = []
     for path in sorted(folder.glob("*book_snapshot_*.csv*")) if folder.is_dir() else []:
         match = crypto.SNAPSHOT_FILE.match(path.name)
-        if match:
+        if match and (day := iso_date(match["date"], str(path))):
             instrument = f"{match['exchange']}.{match['symbol'].upper()}"
-            days.append(DayFile("crypto", instrument, Date.fromisoformat(match["date"]), str(path), "csv", int(match["levels"])))
+            days.append(DayFile("crypto", instrument, day, str(path), "csv", int(match["levels"])))
     return days
 
 

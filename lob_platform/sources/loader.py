@@ -88,7 +88,9 @@ def _read_range(days, read_day, describe_missing, on_missing: str, empty_schema,
         frames.append(frame)
     if not frames:
         return pl.DataFrame(schema=empty_schema)
-    return pl.concat(frames, how="diagonal_relaxed").filter(pl.col("ts_ns").is_between(*span_ns))
+    # Days with fewer book levels than others get those levels as empty: null price, size 0.
+    combined = pl.concat(frames, how="diagonal_relaxed").with_columns(pl.col(r"^(ask|bid)_size_\d+$").fill_null(0.0))
+    return combined.filter(pl.col("ts_ns").is_between(*span_ns))
 
 
 def _message_reader(product: str, source: str, config: ExchangeConfig | None, root: Path):

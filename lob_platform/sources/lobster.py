@@ -12,6 +12,7 @@ LOBSTER rules applied here (from LOBSTER's ReadMe, 01 Sept 2013):
 
 from __future__ import annotations
 
+import logging
 import re
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
@@ -24,9 +25,10 @@ import polars as pl
 from lob_platform.errors import MalformedFileError
 from lob_platform.sources.csv_input import read_typed_csv
 from lob_platform.sources.schema import EventType, Side, book_columns
-from lob_platform.sources.timezones import local_midnight_utc_ns
+from lob_platform.sources.timezones import iso_date, local_midnight_utc_ns
 from lob_platform.sources.venues import LOBSTER_EVENT_CODES, LOBSTER_TIMEZONE
 
+log = logging.getLogger(__name__)
 EMPTY_LEVEL_PRICE = 9_999_999_999
 PRICE_SCALE = 1e-4
 
@@ -86,8 +88,12 @@ def parse_pair_name(name: str) -> dict | None:
 
 def pairs_in_archive(archive: Path) -> list[LobsterFilePair]:
     """Every message/orderbook pair inside a LOBSTER zip archive (incomplete ones carry a problem)."""
-    with zipfile.ZipFile(archive) as zf:
-        names = zf.namelist()
+    try:
+        with zipfile.ZipFile(archive) as zf:
+            names = zf.namelist()
+    except (zipfile.BadZipFile, OSError) as error:
+        log.warning("%s is not a readable zip archive (%s); it is not read: download it again", archive, error)
+        return []
     return _pair_up(names, archive)
 
 
@@ -100,7 +106,7 @@ def _pair_up(names: list[str], archive: Path | None) -> list[LobsterFilePair]:
     found: dict[tuple, dict[str, str]] = {}
     for name in names:
         fields = parse_pair_name(name)
-        if fields:
+        if fields and iso_date(fields["date"], name) is not None:
             key = (fields["product"], fields["date"], fields["start"], fields["end"], int(fields["levels"]))
             found.setdefault(key, {})[fields["kind"]] = name
     pairs = []

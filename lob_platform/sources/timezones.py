@@ -1,9 +1,21 @@
-"""Exchange-local calendar dates and times as UTC epoch nanoseconds."""
+"""Calendar dates from file names, and exchange-local dates and times as UTC epoch nanoseconds."""
 
 from __future__ import annotations
 
+import logging
 from datetime import date as Date, datetime, time, timedelta, timezone
 from zoneinfo import ZoneInfo
+
+log = logging.getLogger(__name__)
+
+
+def iso_date(text: str, where: str) -> Date | None:
+    """The date in a file name, or None (with a warning naming the file) if it is no real date."""
+    try:
+        return Date.fromisoformat(text)
+    except ValueError:
+        log.warning("%s: %r in its name is not a date; the file is not read", where, text)
+        return None
 
 
 def local_midnight_utc_ns(day: Date, tz: str) -> int:

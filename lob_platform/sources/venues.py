@@ -5,6 +5,7 @@ themselves ExchangeConfigs; LOBSTER's CSV pairs and crypto snapshots have reader
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -15,6 +16,8 @@ from lob_platform.sources.schema import EVENT_TYPES
 # The keys of ``column_mapping`` (seed 000's vocabulary) and whether each is required.
 MAPPING_KEYS = {"timestamp": True, "event_type": True, "volume": True, "price": True, "side": True, "order_id": False}
 TIME_UNITS = {"s": 1_000_000_000, "ms": 1_000_000, "us": 1_000, "ns": 1}
+# strftime directives allowed in file names, with the digits they match
+DATE_DIRECTIVES = {"%Y": r"\d{4}", "%m": r"\d{2}", "%d": r"\d{2}", "%y": r"\d{2}", "%j": r"\d{3}"}
 
 LOBSTER_EVENT_CODES = {1: "submit", 2: "cancel", 3: "delete", 4: "execute_visible", 5: "execute_hidden", 6: "cross"}
 LOBSTER_TIMEZONE = "America/New_York"
@@ -71,8 +74,16 @@ class ExchangeConfig:
         bad = {code: name for code, name in self.side_map.items() if name not in ("bid", "ask")}
         if bad:
             raise ConfigError(f"ExchangeConfig.side_map must map to 'bid' or 'ask'; got {bad}.")
-        if "{date}" not in self.filename_template:
-            raise ConfigError(f"ExchangeConfig.filename_template {self.filename_template!r} needs a {{date}} field.")
+        if self.filename_template.count("{date}") != 1 or self.filename_template.count("{product}") != 1:
+            raise ConfigError(
+                f"ExchangeConfig.filename_template {self.filename_template!r} needs one {{product}} and one {{date}} field."
+            )
+        unsupported = set(re.findall(r"%.", self.date_format)) - set(DATE_DIRECTIVES)
+        if unsupported:
+            raise ConfigError(
+                f"ExchangeConfig.date_format {self.date_format!r} uses {sorted(unsupported)}; "
+                f"file names can use {sorted(DATE_DIRECTIVES)} (numbers only)."
+            )
 
     def tick_for(self, product: str) -> float | None:
         if isinstance(self.tick_size, Mapping):
