@@ -22,12 +22,15 @@ def day_of(context: dg.AssetExecutionContext) -> tuple[str, str]:
     return dims["date"], dims["instrument"]
 
 
+def _utc_text(ns: int) -> str:
+    return datetime.fromtimestamp(ns / 1e9, tz=timezone.utc).isoformat(timespec="milliseconds")
+
+
 def time_span(frame: pl.DataFrame) -> dict[str, str]:
+    """First and last event time of a partition, for its metadata."""
     if frame.is_empty():
         return {}
-    first, last = frame["ts_ns"].min(), frame["ts_ns"].max()
-    as_text = lambda ns: datetime.fromtimestamp(ns / 1e9, tz=timezone.utc).isoformat(timespec="milliseconds")  # noqa: E731
-    return {"first_event_utc": as_text(first), "last_event_utc": as_text(last)}
+    return {"first_event_utc": _utc_text(frame["ts_ns"].min()), "last_event_utc": _utc_text(frame["ts_ns"].max())}
 
 
 def raw_metadata(day: DayFile, frame: pl.DataFrame) -> dict:
@@ -35,11 +38,9 @@ def raw_metadata(day: DayFile, frame: pl.DataFrame) -> dict:
         "source_file": dg.MetadataValue.path(day.source),
         "source_bytes": sum(path.stat().st_size for path in day.files),
         "rows": frame.height,
-        "book_levels": day.levels,
+        "book_levels": book_levels(frame.columns),
         **time_span(frame),
     }
-
-
 
 
 def raw_key(venue: Venue) -> dg.AssetKey:
