@@ -36,7 +36,3 @@ def write_partition(frame: pl.DataFrame, path: Path) -> int:
         Path(temporary).unlink(missing_ok=True)
         raise
     return path.stat().st_size
-
-
-def read_partition(path: Path) -> pl.DataFrame:
-    return pl.read_parquet(path)

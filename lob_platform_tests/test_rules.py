@@ -89,18 +89,14 @@ def _failed_pandera_checks(schema, frame) -> set[str]:
     return set(error.value.failure_cases["check"].to_list())
 
 
-@pytest.mark.parametrize("rule", list(MESSAGE_BREAKS))
-def test_message_rule_fails_only_on_its_own_breakage(rule):
-    broken = MESSAGE_BREAKS[rule](messages())
-    assert [r.rule for r in check_rules(broken, "messages", TICK).failures()] == [rule]
-    assert rule in _failed_pandera_checks(table_schema("messages", 2, TICK), broken)
-
-
-@pytest.mark.parametrize("rule", list(SNAPSHOT_BREAKS))
-def test_snapshot_rule_fails_only_on_its_own_breakage(rule):
-    broken = SNAPSHOT_BREAKS[rule](snapshots())
-    assert [r.rule for r in check_rules(broken, "snapshots", TICK).failures()] == [rule]
-    assert rule in _failed_pandera_checks(table_schema("snapshots", 2, TICK), broken)
+@pytest.mark.parametrize(
+    ("table", "rule"), [("messages", rule) for rule in MESSAGE_BREAKS] + [("snapshots", rule) for rule in SNAPSHOT_BREAKS]
+)
+def test_rule_fails_only_on_its_own_breakage(table, rule):
+    consistent, breaks = (messages(), MESSAGE_BREAKS) if table == "messages" else (snapshots(), SNAPSHOT_BREAKS)
+    broken = breaks[rule](consistent)
+    assert [r.rule for r in check_rules(broken, table, TICK).failures()] == [rule]
+    assert rule in _failed_pandera_checks(table_schema(table, 2, TICK), broken)
 
 
 def test_pandera_rejects_wrong_dtypes_and_extra_columns():

@@ -7,7 +7,7 @@ import dagster as dg
 import polars as pl
 
 from lob_platform.paths import warehouse_root
-from lob_platform.storage import partition_path, read_partition, write_partition
+from lob_platform.storage import partition_path, write_partition
 
 
 def hive_keys(asset_key: dg.AssetKey, partition_key) -> tuple[str, dict[str, str]]:
@@ -44,4 +44,4 @@ class WarehouseIOManager(dg.ConfigurableIOManager):
         path = self._path(context)
         if not path.exists():
             raise FileNotFoundError(f"{path} is missing: materialize {context.asset_key.to_user_string()} for this partition first.")
-        return read_partition(path)
+        return pl.read_parquet(path)
