@@ -1,6 +1,7 @@
-"""The main job: every instrument-day in the data folder through raw -> validated, then the
-DuckDB catalogue, run through the real Dagster definitions and instance (so the runs show in
-the UI), and a short summary of where the outputs are."""
+"""The main job: every instrument-day in the data folder through raw -> validated -> features ->
+tokens (in date order per instrument, so each day's fit sees the days before it), the crypto
+panel of every date, then the DuckDB catalogue. It runs through the real Dagster definitions and
+instance (so the runs show in the UI) and ends with a short summary of where the outputs are."""
 
 from __future__ import annotations
 
@@ -63,12 +64,20 @@ def run_main_job() -> int:
         status = "ok" if result.success else "FAILED"
         print(f"[{number}/{len(days)}] {day.venue} {day.instrument} {day.date}: {status}", flush=True)
         if not result.success:
-            failures.append((day, _failure_reasons(result)))
+            failures.append((f"{day.venue} {day.instrument} {day.date} ({day.source})", _failure_reasons(result)))
+    panel_dates = sorted({day.date.isoformat() for day in days if day.venue == "crypto"})
+    for number, date in enumerate(panel_dates, start=1):
+        result = defs.resolve_job_def("build_crypto_panel").execute_in_process(
+            partition_key=date, instance=instance, raise_on_error=False, run_config=QUIET
+        )
+        print(f"[{number}/{len(panel_dates)}] crypto panel {date}: {'ok' if result.success else 'FAILED'}", flush=True)
+        if not result.success:
+            failures.append((f"crypto panel {date}", _failure_reasons(result)))
     defs.resolve_job_def("refresh_duckdb_catalog").execute_in_process(instance=instance, run_config=QUIET)
     print(f"ingested {len(days)} instrument-days in {time.perf_counter() - started:.1f}s")
     print_summary()
-    for day, reasons in failures:
-        print(f"FAILED {day.venue} {day.instrument} {day.date} ({day.source}): {'; '.join(reasons)}")
+    for what, reasons in failures:
+        print(f"FAILED {what}: {'; '.join(reasons)}")
     return 1 if failures else 0
 
 

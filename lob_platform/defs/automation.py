@@ -12,8 +12,8 @@ from lob_platform.sources.catalog import DayFile, discover
 ingest_jobs = {
     venue: dg.define_asset_job(
         f"ingest_{venue}",
-        selection=dg.AssetSelection.groups(venue),
-        description=f"Read, normalise and validate one {venue} instrument-day.",
+        selection=dg.AssetSelection.groups(venue, f"{venue}_features"),
+        description=f"Read, normalise and validate one {venue} instrument-day, then its features, fit, tokens and labels.",
     )
     for venue in instruments
 }

@@ -22,25 +22,38 @@ def hive_keys(asset_key: dg.AssetKey, partition_key) -> tuple[str, dict[str, str
     return table, keys
 
 
+MANY_PARTITIONS = {"partitions": "many"}
+"""``AssetIn`` metadata: load every mapped upstream partition that exists, as ``{partition key: frame}``
+(a training window of earlier days, every instrument of a date); days without data are absent."""
+
+
 class WarehouseIOManager(dg.ConfigurableIOManager):
     """Writes polars frames as one parquet file per partition, atomically; reads them back."""
 
     root: str = ""
     """Warehouse folder; empty means ``$LOB_WAREHOUSE_DIR`` or ./warehouse at run time."""
 
+    def _partition_path(self, asset_key: dg.AssetKey, partition, partitions_def) -> Path:
+        if isinstance(partition, str) and "|" in partition:
+            partition = partitions_def.get_partition_key_from_str(partition)
+        table, keys = hive_keys(asset_key, partition)
+        return partition_path(Path(self.root) if self.root else warehouse_root(), table, keys)
+
     def _path(self, context) -> Path:
         partition = context.asset_partition_key if context.has_asset_partitions else None
-        if isinstance(partition, str) and "|" in partition:
-            partition = context.asset_partitions_def.get_partition_key_from_str(partition)  # type: ignore[union-attr]
-        table, keys = hive_keys(context.asset_key, partition)
-        return partition_path(Path(self.root) if self.root else warehouse_root(), table, keys)
+        partitions_def = context.asset_partitions_def if context.has_asset_partitions else None
+        return self._partition_path(context.asset_key, partition, partitions_def)
 
     def handle_output(self, context: dg.OutputContext, obj: pl.DataFrame) -> None:
         path = self._path(context)
         size = write_partition(obj, path)
         context.add_output_metadata({"path": dg.MetadataValue.path(str(path)), "rows": obj.height, "parquet_bytes": size})
 
-    def load_input(self, context: dg.InputContext) -> pl.DataFrame:
+    def load_input(self, context: dg.InputContext):
+        if context.definition_metadata.get("partitions") == MANY_PARTITIONS["partitions"]:
+            paths = {str(key): self._partition_path(context.asset_key, key, context.asset_partitions_def)
+                     for key in context.asset_partition_keys}
+            return {key: pl.read_parquet(path) for key, path in sorted(paths.items()) if path.exists()}
         path = self._path(context)
         if not path.exists():
             raise FileNotFoundError(f"{path} is missing: materialize {context.asset_key.to_user_string()} for this partition first.")

@@ -5,6 +5,8 @@ from pathlib import Path
 
 import dagster as dg
 
+from lob_platform.defs.crypto_panel import PANEL_KEY
+from lob_platform.defs.features import FEATURE_KEYS
 from lob_platform.defs.partitions import VENUES
 from lob_platform.defs.raw import raw_key
 from lob_platform.defs.validated import REJECTED_TABLE, REPORT_TABLE, VALID_TABLE
@@ -19,7 +21,7 @@ INGEST_KEYS = [
 ]
 
 
-@dg.asset(key=["warehouse", "duckdb_catalog"], deps=INGEST_KEYS, group_name="warehouse", kinds={"duckdb"})
+@dg.asset(key=["warehouse", "duckdb_catalog"], deps=[*INGEST_KEYS, *FEATURE_KEYS, PANEL_KEY], group_name="warehouse", kinds={"duckdb"})
 def duckdb_catalog() -> dg.MaterializeResult:
     """Views in warehouse/lob.duckdb over every table's parquet partitions (hive keys venue,
     instrument, date become columns), so `duckdb warehouse/lob.duckdb` answers SQL on all outputs."""

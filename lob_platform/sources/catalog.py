@@ -48,6 +48,18 @@ class Venue:
     description: str
     config: ExchangeConfig | None = None  # venues read through an ExchangeConfig
 
+    def tick_for(self, instrument: str) -> float | None:
+        """The instrument's price tick, or None where the venue does not know it."""
+        return tick_size(self.name, instrument, self.config)
+
+
+def tick_size(venue: str, instrument: str, config: ExchangeConfig | None) -> float | None:
+    if venue == "lobster":
+        return LOBSTER_TICK
+    if venue == "crypto":
+        return crypto.CRYPTO_TICKS.get(instrument.split(".", 1)[-1])
+    return config.tick_for(instrument) if config else None
+
 
 BUILT_IN = (
     Venue("lobster", "messages", True, "NASDAQ LOBSTER days (message + orderbook CSV pairs, sample zips or "
@@ -106,11 +118,7 @@ class DayFile:
 
     @property
     def tick(self) -> float | None:
-        if self.venue == "lobster":
-            return LOBSTER_TICK
-        if self.venue == "crypto":
-            return crypto.CRYPTO_TICKS.get(self.instrument.split(".", 1)[1])
-        return self.config.tick_for(self.instrument) if self.config else None
+        return tick_size(self.venue, self.instrument, self.config)
 
     @property
     def files(self) -> list[Path]:

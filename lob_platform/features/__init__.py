@@ -1,0 +1,1 @@
+"""Feature builders on validated order-book data (pure logic, no Dagster)."""

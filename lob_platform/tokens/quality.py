@@ -1,0 +1,41 @@
+"""What the bin-edge and token asset checks measure (pure functions)."""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+
+from lob_platform.tokens.bins import BinEdges, bin_index
+from lob_platform.tokens.sequences import window_starts
+
+
+def non_monotonic_edges(bins: BinEdges) -> list[str]:
+    """Features whose edges are not strictly increasing and finite."""
+    return [f for f, edges in bins.edges.items()
+            if not np.all(np.isfinite(edges)) or np.any(np.diff(np.asarray(edges, dtype=float)) <= 0)]
+
+
+def empty_bins(train: pl.DataFrame, bins: BinEdges) -> dict[str, list[int]]:
+    """Per feature, the bins (nulls aside) no training row falls in. A feature that is null on
+    every training row (``level`` where the venue has no book) has only its null token: skipped."""
+    empty = {}
+    for feature, edges in bins.edges.items():
+        if train[feature].null_count() == train.height:
+            continue
+        index = bin_index(train[feature], edges)
+        counts = np.bincount(index[index <= len(edges)], minlength=len(edges) + 1)
+        if (counts == 0).any():
+            empty[feature] = np.flatnonzero(counts == 0).tolist()
+    return empty
+
+
+def tokens_outside_vocabulary(tokens: pl.DataFrame, vocabulary: dict[str, int]) -> dict[str, int]:
+    """Per token column, how many tokens are null or not below the column's vocabulary size."""
+    counts = tokens.select(
+        (pl.col(c).is_null() | (pl.col(c) >= size)).sum().alias(c) for c, size in vocabulary.items()
+    ).row(0, named=True) if not tokens.is_empty() else {}
+    return {c: n for c, n in counts.items() if n}
+
+
+def expected_sequences(events: int, seq_len: int, stride: int) -> int:
+    return len(window_starts(events, seq_len, stride))
