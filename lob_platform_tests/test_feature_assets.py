@@ -13,6 +13,7 @@ import pytest
 from lob_platform.defs.crypto_panel import passed_instruments
 from lob_platform.defs.features import fit_checks
 from lob_platform.definitions import defs
+from lob_platform.features.crypto_panel import has_panel_layout
 from lob_platform.features.labels import fit_label_thresholds
 from lob_platform.features.training_window import SAME_DAY_SPLIT, TrainingWindow
 from lob_platform.main_job import register_instruments
@@ -143,3 +144,11 @@ def test_panel_leaves_out_instruments_whose_validation_failed():
                f"{MONDAY}|bybit_spot.BTCUSDT": pl.DataFrame({"passed": [False]})}
     kept, excluded = passed_instruments(snapshots, reports)
     assert list(kept) == ["binance_perp.BTCUSDT"] and excluded == ["bybit_spot.BTCUSDT"]
+
+
+def test_panel_layout_check_fails_on_a_reordered_or_short_panel(market):
+    panel = table("panel_5s", MONDAY, venue="crypto", instrument=None)
+    assert has_panel_layout(panel)
+    columns = panel.columns
+    assert not has_panel_layout(panel.select(columns[0], columns[2], columns[1], *columns[3:]))
+    assert not has_panel_layout(panel.head(17_279))

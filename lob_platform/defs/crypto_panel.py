@@ -13,7 +13,7 @@ import polars as pl
 from lob_platform.defs.partitions import trading_date
 from lob_platform.defs.resources import MANY_PARTITIONS
 from lob_platform.defs.validated import REPORT_TABLE, VALID_TABLE
-from lob_platform.features.crypto_panel import PanelConfig, build_panel, panel_columns
+from lob_platform.features.crypto_panel import PanelConfig, build_panel, has_panel_layout, panel_columns
 
 PANEL_KEY = dg.AssetKey(["crypto", "panel_5s"])
 STALE_LIMIT = 0.5  # warn when an instrument is stale on more than this share of the grid
@@ -58,10 +58,8 @@ def crypto_panel(context: dg.AssetExecutionContext, snapshots: dict[str, pl.Data
         "excluded_by_validation": dg.MetadataValue.json(excluded),
         "gaps": dg.MetadataValue.md(f"```\n{gaps}\n```" if gaps.height else "none"),
     })
-    columns = panel_columns(config)
-    layout_ok = panel.frame.columns[1:1 + len(columns)] == columns and panel.frame.height == 86_400 // config.step_s
-    yield dg.AssetCheckResult(asset_key=PANEL_KEY, check_name="panel_layout", passed=layout_ok,
-                              metadata={"rows": panel.frame.height, "value_columns": len(columns)})
+    yield dg.AssetCheckResult(asset_key=PANEL_KEY, check_name="panel_layout", passed=has_panel_layout(panel.frame, config),
+                              metadata={"rows": panel.frame.height, "value_columns": len(panel_columns(config))})
     stale = {i: share for i, share in summary["stale_fraction"].items() if share > STALE_LIMIT}
     yield dg.AssetCheckResult(asset_key=PANEL_KEY, check_name="staleness", passed=not stale,
                               severity=dg.AssetCheckSeverity.WARN, metadata={"stale_over_limit": dg.MetadataValue.json(stale)})

@@ -93,6 +93,12 @@ def panel_columns(config: PanelConfig = PanelConfig()) -> list[str]:
     ]
 
 
+def has_panel_layout(frame: pl.DataFrame, config: PanelConfig = PanelConfig()) -> bool:
+    """Whether ``frame`` is a full grid with ``ts_ns`` then the value columns in the documented order."""
+    columns = panel_columns(config)
+    return frame.columns[: 1 + len(columns)] == ["ts_ns", *columns] and frame.height == _DAY_S // config.step_s
+
+
 def _name(instrument: str, side: str, fld: str, level: int) -> str:
     return f"{instrument}.{side}_{fld}_{level}"
 
