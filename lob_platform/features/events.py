@@ -26,9 +26,8 @@ import polars as pl
 from lob_platform.features.inputs import check_feature_input
 from lob_platform.sources.schema import ORDER_EVENT_TYPES, SOURCE_ROW
 
-EVENT_FEATURES = ["price_change_ticks", "log_size", "inter_arrival_ns", "log_inter_arrival_s", "same_timestamp",
-                  "event_type", "side", "level"]
 KEY_COLUMNS = ["event_row", "ts_ns", SOURCE_ROW]
+EVENT_INPUT = ["ts_ns", "event_type", "size", "price", "side"]
 _NS_PER_S = 1e9
 
 
@@ -36,9 +35,6 @@ def key_columns(frame: pl.DataFrame) -> list[pl.Expr]:
     """Columns that map a feature row back to its event: position in the partition, time, source line."""
     source_row = pl.col(SOURCE_ROW) if SOURCE_ROW in frame.columns else pl.lit(None, pl.UInt32).alias(SOURCE_ROW)
     return [pl.int_range(pl.len(), dtype=pl.UInt32).alias("event_row"), pl.col("ts_ns"), source_row]
-
-
-EVENT_INPUT = ["ts_ns", "event_type", "size", "price", "side"]
 
 
 def compute_derived_features(df: pl.DataFrame, tick_size: float, *, check_input: bool = True) -> pl.DataFrame:

@@ -29,7 +29,3 @@ def build_features(messages: pl.DataFrame, tick_size: float, config: FeatureConf
     book = compute_book_features(messages, tick_size, config.book, check_input=False)
     labels = compute_labels(book["mid"], config.label_horizons)
     return pl.concat([events, book, labels], how="horizontal")
-
-
-def label_columns(frame: pl.DataFrame) -> list[str]:
-    return [c for c in frame.columns if c.startswith("label_")]

@@ -4,7 +4,7 @@ chronological split of D itself. Never a row of D beyond that part, never a late
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import polars as pl
 
@@ -45,5 +45,5 @@ def training_window(features_by_date: dict[str, pl.DataFrame], date: str, train_
         rows = pl.concat([features_by_date[d] for d in earlier], how="diagonal_relaxed")
         return TrainingWindow(rows, PREVIOUS_DAYS, earlier, train_fraction)
     today = features_by_date.get(date, pl.DataFrame())
-    split = chronological_split(today.height, (train_fraction, (1 - train_fraction) / 2, (1 - train_fraction) / 2))
-    return TrainingWindow(today.filter(split == "train") if today.height else today, SAME_DAY_SPLIT, [date], train_fraction)
+    same_day = TrainingWindow(today, SAME_DAY_SPLIT, [date], train_fraction)
+    return replace(same_day, rows=today.filter(same_day.split_of(today.height) == "train")) if today.height else same_day
