@@ -31,7 +31,7 @@ from lob_platform.features.events import compute_derived_features
 from lob_platform.features.labels import LABEL_HORIZONS, compute_labels
 from lob_platform.features.table import build_features
 from lob_platform.sources.lobster import pairs_in_archive, read_lobster_pair
-from lob_platform.sources.schema import ORDER_EVENT_TYPES
+from lob_platform.core.columns import ORDER_EVENT_TYPES
 from lob_platform.tokens.bins import BinEdges, compute_token_bins, fit_bins
 from lob_platform.tokens.sequences import chronological_split, token_sequences
 from lob_platform.validation.report import split_valid_rejected

@@ -15,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-from lob_platform.paths import data_root, warehouse_root
+from lob_platform.core.settings import data_root, warehouse_root
 
 DAGSTER_HOME = ".dagster_home"
 
@@ -26,7 +26,8 @@ def ensure_dagster_home() -> Path:
     home.mkdir(parents=True, exist_ok=True)
     config = home / "dagster.yaml"
     if not config.exists():
-        config.write_text("telemetry:\n  enabled: false\n")
+        # run monitoring: under `dagster dev` the daemon fails runs whose worker process died
+        config.write_text("telemetry:\n  enabled: false\nrun_monitoring:\n  enabled: true\n")
     os.environ["DAGSTER_HOME"] = str(home)
     return home
 

@@ -1,21 +1,13 @@
-"""The code location: ingest and feature assets per venue, the crypto panel, their checks, the DuckDB
-catalogue, jobs, sensor."""
-
+"""The code location (workspace.yaml and ``dagster ... -m lob_platform.definitions`` load it):
+the built-in venues and those declared in the data folder's venues.toml, read when Dagster
+loads the location, not when this module is imported."""
 
 import dagster as dg
 
-from lob_platform.defs.automation import ingest_jobs, new_raw_files, refresh_catalogue_job
-from lob_platform.defs.crypto_panel import crypto_panel, panel_job
-from lob_platform.defs.features import feature_assets
-from lob_platform.defs.raw import raw_assets, raw_checks
-from lob_platform.defs.resources import WarehouseIOManager
-from lob_platform.defs.validated import validated_assets
-from lob_platform.defs.warehouse import duckdb_catalog
+from lob_platform.defs import build_definitions
+from lob_platform.sources.registry import load_venues
 
-defs = dg.Definitions(
-    assets=[*raw_assets, *validated_assets, *feature_assets, crypto_panel, duckdb_catalog],
-    asset_checks=raw_checks,
-    jobs=[*ingest_jobs.values(), panel_job, refresh_catalogue_job],
-    sensors=[new_raw_files],
-    resources={"io_manager": WarehouseIOManager()},
-)
+
+@dg.definitions
+def defs() -> dg.Definitions:
+    return build_definitions(load_venues())

@@ -1,12 +1,19 @@
-"""Partitioned parquet under the warehouse: hive-style paths, atomic replacement.
+"""Partitioned parquet under the warehouse: hive-style paths, atomic replacement, content versions,
+lazy multi-day reads.
 
 A partition is one file, ``{root}/{table}/venue=../instrument=../date=../part-0.parquet``. It is
 written to a temporary file in the same folder and moved into place with ``os.replace``, so a
-rerun replaces it whole and a crash mid-write never leaves a partial or duplicated partition.
+rerun replaces it whole and a crash mid-write never leaves a partial or duplicated partition. A
+temporary file left by a writer that was killed is removed by the next write of that partition
+(temporary names carry the writer's process id; files of a live writer are left alone).
+
+A partition's *version* is a hash of its bytes: writes are deterministic, so equal data gives
+an equal version, and a fit can record exactly which versions of its inputs it learned from.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
 from pathlib import Path
@@ -14,6 +21,7 @@ from pathlib import Path
 import polars as pl
 
 PART_FILE = "part-0.parquet"
+_TEMP_SUFFIX = ".parquet.tmp"
 
 
 def partition_path(root: Path, table: str, keys: dict[str, str]) -> Path:
@@ -25,7 +33,8 @@ def partition_path(root: Path, table: str, keys: dict[str, str]) -> Path:
 def write_partition(frame: pl.DataFrame, path: Path) -> int:
     """Atomically write ``frame`` to ``path``; return the bytes written."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=".", suffix=".parquet.tmp")
+    remove_abandoned_temporaries(path.parent)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{os.getpid()}.", suffix=_TEMP_SUFFIX)
     os.close(handle)
     try:
         frame.write_parquet(temporary, compression="lz4", statistics=True)
@@ -36,3 +45,53 @@ def write_partition(frame: pl.DataFrame, path: Path) -> int:
         Path(temporary).unlink(missing_ok=True)
         raise
     return path.stat().st_size
+
+
+def remove_abandoned_temporaries(folder: Path) -> list[Path]:
+    """Delete temporary files in ``folder`` whose writing process no longer runs; return them."""
+    removed = []
+    for temporary in folder.glob(f".*{_TEMP_SUFFIX}"):
+        pid = temporary.name.split(".")[1]
+        if not (pid.isdigit() and _running(int(pid))):
+            temporary.unlink(missing_ok=True)
+            removed.append(temporary)
+    return removed
+
+
+def _running(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def delete_partition(path: Path) -> bool:
+    """Remove a partition file (and its folder when empty); whether there was one."""
+    if not path.exists():
+        return False
+    path.unlink()
+    try:
+        path.parent.rmdir()
+    except OSError:
+        pass
+    return True
+
+
+def partition_version(path: Path) -> str | None:
+    """A hash of the partition's bytes, or None when it is not written."""
+    try:
+        return hashlib.blake2b(path.read_bytes(), digest_size=8).hexdigest()
+    except FileNotFoundError:
+        return None
+
+
+def scan_partitions(paths: dict[str, Path]) -> pl.LazyFrame | None:
+    """The partitions that exist among ``paths`` (label -> file) as one lazy frame with a ``partition``
+    column; columns missing from some partitions are null there. Nothing is read until collected."""
+    frames = [pl.scan_parquet(path).with_columns(partition=pl.lit(label)) for label, path in paths.items() if path.exists()]
+    return pl.concat(frames, how="diagonal_relaxed") if frames else None

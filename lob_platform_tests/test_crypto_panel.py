@@ -15,7 +15,7 @@ from lob_platform.features.crypto_panel import (
     panel_columns,
 )
 from lob_platform.sources.crypto import read_book_snapshots
-from lob_platform.sources.schema import book_columns
+from lob_platform.core.columns import book_columns
 from lob_platform.sources.synthetic import MarketConfig, generate_market
 
 DAY = dt.date(2024, 3, 4)

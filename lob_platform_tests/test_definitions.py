@@ -1,8 +1,10 @@
-"""The Dagster wiring: the graph itself (snapshot), partitions with and without data, blocking
-checks on real and corrupted days, idempotent reruns and the new-file sensor."""
+"""The Dagster wiring: the graph itself (snapshot), definitions built in-process for any venue set,
+partitions with and without data, blocking checks on synthetic and real corrupted days, idempotent
+reruns and the new-file sensor."""
 
 from __future__ import annotations
 
+import importlib
 import os
 from pathlib import Path
 
@@ -10,22 +12,29 @@ import dagster as dg
 import polars as pl
 import pytest
 
-from lob_platform.defs.automation import new_raw_files, plan_new_files
-from lob_platform.defs.partitions import instruments
-from lob_platform.defs.raw import raw_assets, raw_checks
-from lob_platform.defs.resources import WarehouseIOManager
+from lob_platform.core.tables import MESSAGES
+from lob_platform.defs import build_definitions
+from lob_platform.defs.automation import ingested_days, plan_new_files
 from lob_platform.defs.checks import pandera_check
-from lob_platform.defs.validated import rule_names, validated_assets
-from lob_platform.definitions import defs
-from lob_platform.sources.catalog import BUILT_IN
-from lob_platform_tests.test_lobster_reader import _corrupt, _replace_line
+from lob_platform.defs.partitions import instruments_of
+from lob_platform.defs.validated import rule_names
+from lob_platform.errors import ConfigError
+from lob_platform.sources.catalog import discover
+from lob_platform.sources.registry import load_venues
+from lob_platform.sources.synthetic import MarketConfig, generate_market
+from lob_platform.validation.schemas import table_schema
+from lob_platform_tests.conftest import AMZN_1, require
+from lob_platform_tests.helpers import CRYPTO_FEED, VENUES_TOML, corrupt, cross_book, day, messages, replace_line, warehouse_path
 
 SNAPSHOT = Path(__file__).parent / "snapshots" / "definitions.txt"
-AMZN_DAY = dg.MultiPartitionKey({"date": "2012-06-21", "instrument": "AMZN"})
-LOBSTER_RAW, LOBSTER_VALIDATE = raw_assets[0], validated_assets[0]
+MONDAY = "2024-03-04"
+ONE_DAY = MarketConfig(start_date=MONDAY, n_days=1, lobster_tickers=("ACME",), lobster_levels=5, lobster_events_per_day=3_000,
+                       mic_products=(), crypto_pairs=())
+INGEST = ["lobster/raw_messages", "lobster/validated_messages", "lobster/rejected_messages", "lobster/validation_reports",
+          "lobster/features"]
 
 
-def describe_graph() -> str:
+def describe_graph(defs: dg.Definitions) -> str:
     graph = defs.resolve_asset_graph()
     lines = []
     for key in sorted(graph.get_all_asset_keys(), key=lambda k: k.to_user_string()):
@@ -40,172 +49,189 @@ def describe_graph() -> str:
     return "\n".join(lines) + "\n"
 
 
-def test_graph_matches_snapshot():
+def test_graph_matches_snapshot(data_dir):
     """A change to assets, checks, jobs or sensors shows up here for review.
     Regenerate with UPDATE_SNAPSHOTS=1 after an intended change."""
+    described = describe_graph(build_definitions(load_venues(data_dir)))
     if os.environ.get("UPDATE_SNAPSHOTS"):
-        SNAPSHOT.write_text(describe_graph())
-    assert describe_graph() == SNAPSHOT.read_text()
+        SNAPSHOT.write_text(described)
+    assert described == SNAPSHOT.read_text()
 
 
-def test_definitions_load_and_validate():
-    dg.Definitions.validate_loadable(defs)
+def test_definitions_load_and_validate(data_dir):
+    dg.Definitions.validate_loadable(build_definitions(load_venues(data_dir)))
 
 
-def downstream_of_validated():
-    @dg.asset(deps=[dg.AssetKey(["lobster", "validated_messages"])], partitions_def=LOBSTER_RAW.partitions_def)
-    def consumer() -> dg.MaterializeResult:
-        return dg.MaterializeResult()
+def test_code_location_reads_nothing_on_import_and_names_a_broken_venues_file(data_dir):
+    (data_dir / "venues.toml").write_text('[mycoin]\nfilename_template = "{product}_{date}.csv"\ncolour = "red"\n')
+    import lob_platform.definitions as location
 
-    return consumer
+    importlib.reload(location)  # importing does not read data/venues.toml
+    with pytest.raises(ConfigError, match=r"venues.toml, line 3: \[mycoin\] field 'colour' is not an ExchangeConfig field"):
+        location.defs()
+
+
+def test_graph_for_any_venue_set_is_built_in_process(data_dir):
+    (data_dir / "venues.toml").write_text(VENUES_TOML)
+    venues = [v for v in load_venues(data_dir) if v.name in ("lobster", "mycoin")]
+    keys = {k.to_user_string() for k in build_definitions(venues).resolve_asset_graph().get_all_asset_keys()}
+    assert {"mycoin/raw_messages", "mycoin/features", "mycoin/bin_edges", "lobster/labels"} <= keys
+    assert not any(k.startswith(("mic/", "crypto/")) for k in keys) and "mycoin/labels" not in keys  # no book, no labels
 
 
 @pytest.fixture
 def instance():
     with dg.instance_for_test() as test_instance:
-        test_instance.add_dynamic_partitions(instruments["lobster"].name, ["AMZN"])
         yield test_instance
 
 
-def materialize(instance, partition=AMZN_DAY, run_config=None):
-    return dg.materialize(
-        [LOBSTER_RAW, raw_checks[0], LOBSTER_VALIDATE, downstream_of_validated()],
-        partition_key=partition,
-        instance=instance,
-        resources={"io_manager": WarehouseIOManager()},
-        run_config=run_config,
-        raise_on_error=False,
-    )
+def ingest(instance, data_dir: Path, partition=day(MONDAY), run_config=None, selection=INGEST) -> dg.ExecuteInProcessResult:
+    """One lobster instrument-day through the real ingest job, as the sensor requests it."""
+    defs = build_definitions(load_venues(data_dir))
+    instance.add_dynamic_partitions(instruments_of("lobster").name, [partition.keys_by_dimension["instrument"]])
+    return defs.resolve_job_def("ingest_lobster").execute_in_process(
+        partition_key=partition, instance=instance, run_config=run_config, raise_on_error=False,
+        asset_selection=[dg.AssetKey.from_user_string(k) for k in selection])
 
 
-def _warehouse(table: str, instrument="AMZN", date="2012-06-21") -> Path:
-    return Path(os.environ["LOB_WAREHOUSE_DIR"], table, "venue=lobster", f"instrument={instrument}", f"date={date}", "part-0.parquet")
+@pytest.fixture
+def synthetic_pair(tmp_path) -> tuple[Path, Path]:
+    """One synthetic LOBSTER day (ACME, 5 levels) as a message / orderbook CSV pair, outside the data root."""
+    paths = generate_market(tmp_path / "generated", ONE_DAY)
+    return next(p for p in paths if "_message_" in p.name), next(p for p in paths if "_orderbook_" in p.name)
 
 
-def test_real_day_materializes_with_every_check_passing(amzn_day_dir, instance):
-    result = materialize(instance)
+def test_synthetic_day_materializes_with_every_check_passing(synthetic_pair, data_dir, instance):
+    corrupt(synthetic_pair, data_dir)
+    result = ingest(instance, data_dir)
     assert result.success
-    checks = result.get_asset_check_evaluations()
-    assert sorted(c.asset_check_key.to_user_string() for c in checks) == [
-        "lobster/raw_messages:pandera_schema", "lobster/rejected_messages:pandera_schema",
-        *[f"lobster/validated_messages:{name}" for name in sorted(rule_names(BUILT_IN[0]) + ["pandera_schema"])]]
-    assert all(c.passed for c in checks)
+    checks = {c.asset_check_key.to_user_string(): c.passed for c in result.get_asset_check_evaluations()}
+    venue = next(v for v in load_venues(data_dir) if v.name == "lobster")
+    expected = [f"lobster/validated_messages:{n}" for n in rule_names(venue) + ["pandera_schema"]]
+    assert {name: checks[name] for name in expected} == dict.fromkeys(expected, True)
+    assert checks["lobster/raw_messages:pandera_schema"] and checks["lobster/rejected_messages:pandera_schema"]
     raw_meta = result.asset_materializations_for_node("lobster__raw_messages")[0].metadata
-    assert raw_meta["rows"].value == 57_515 and raw_meta["source_file"].value.endswith("AMZN_2012-06-21_1.zip!AMZN_2012-06-21_34200000_57600000_message_1.csv")
-    assert raw_meta["first_event_utc"].value.startswith("2012-06-21T13:30")
-    assert pl.read_parquet(_warehouse("validated_messages")).height == 57_515
-    assert pl.read_parquet(_warehouse("rejected_messages")).height == 0
-    assert "consumer" in [e.asset_key.path[-1] for e in result.get_asset_materialization_events()]
+    rows = pl.read_parquet(warehouse_path("raw_messages", MONDAY)).height
+    assert raw_meta["rows"].value == rows == pl.read_parquet(warehouse_path("validated_messages", MONDAY)).height
+    assert raw_meta["source_file"].value.endswith("ACME_2024-03-04_34200000_57600000_message_5.csv")
+    assert pl.read_parquet(warehouse_path("rejected_messages", MONDAY)).height == 0
+    assert warehouse_path("features", MONDAY).exists()
 
 
-def test_corrupted_day_is_blocked_but_nothing_is_lost(amzn_csv_pair, data_dir, instance):
-    def cross(line):
-        ask, ask_size, _, bid_size = line.strip().split(",")
-        return f"{ask},{ask_size},{int(ask) + 100},{bid_size}\n"
-
-    _corrupt(amzn_csv_pair, data_dir, book_edit=_replace_line(4321, cross))
-    result = materialize(instance)
+def test_corrupted_day_is_blocked_but_nothing_is_lost(synthetic_pair, data_dir, instance):
+    corrupt(synthetic_pair, data_dir, book_edit=replace_line(1234, cross_book))
+    result = ingest(instance, data_dir)
     assert not result.success
     failed = [c for c in result.get_asset_check_evaluations() if not c.passed]
     assert [c.check_name for c in failed] == ["book_not_crossed"]
     assert failed[0].metadata["rows_breaking_rule"].value == 1
-    assert failed[0].metadata["first_source_rows"].value == "[4321]"
-    materialized = [e.asset_key.path[-1] for e in result.get_asset_materialization_events()]
-    assert "consumer" not in materialized  # the blocking check stopped downstream
-    rejected = pl.read_parquet(_warehouse("rejected_messages"))
-    assert rejected.select("rules", "source_row").rows() == [("book_not_crossed", 4321)]
-    assert rejected["source_file"][0].endswith("AMZN_2012-06-21_34200000_57600000_message_1.csv")
-    assert pl.read_parquet(_warehouse("validated_messages")).height == 57_514
-    report = pl.read_parquet(_warehouse("validation_reports")).row(0, named=True)
+    assert failed[0].metadata["first_source_rows"].value == "[1234]"
+    assert not warehouse_path("features", MONDAY).exists()  # the blocking check stopped downstream
+    rejected = pl.read_parquet(warehouse_path("rejected_messages", MONDAY))
+    assert rejected.select("rules", "source_row").rows() == [("book_not_crossed", 1234)]
+    assert rejected["source_file"][0].endswith("ACME_2024-03-04_34200000_57600000_message_5.csv")
+    raw = pl.read_parquet(warehouse_path("raw_messages", MONDAY))
+    assert pl.read_parquet(warehouse_path("validated_messages", MONDAY)).height == raw.height - 1
+    report = pl.read_parquet(warehouse_path("validation_reports", MONDAY)).row(0, named=True)
     assert (report["passed"], report["failed_checks"], report["rejected_rows"]) == (False, "book_not_crossed", 1)
 
 
-def test_tolerance_lets_a_day_with_few_bad_rows_through(amzn_csv_pair, data_dir, instance):
-    def cross(line):
-        ask, ask_size, _, bid_size = line.strip().split(",")
-        return f"{ask},{ask_size},{int(ask) + 100},{bid_size}\n"
-
-    _corrupt(amzn_csv_pair, data_dir, book_edit=_replace_line(4321, cross))
-    config = {"ops": {"lobster_validate": {"config": {"max_rejected_fraction": 0.001}}}}
-    result = materialize(instance, run_config=config)
+def test_tolerance_lets_a_day_with_few_bad_rows_through(synthetic_pair, data_dir, instance):
+    corrupt(synthetic_pair, data_dir, book_edit=replace_line(1234, cross_book))
+    result = ingest(instance, data_dir, run_config={"ops": {"lobster_validate": {"config": {"max_rejected_fraction": 0.001}}}})
     assert result.success
-    assert "consumer" in [e.asset_key.path[-1] for e in result.get_asset_materialization_events()]
-    assert pl.read_parquet(_warehouse("rejected_messages")).height == 1
+    assert warehouse_path("features", MONDAY).exists()
+    assert pl.read_parquet(warehouse_path("rejected_messages", MONDAY)).height == 1
 
 
-def test_day_without_data_is_skipped_not_failed(amzn_day_dir, instance):
-    saturday = dg.MultiPartitionKey({"date": "2012-06-23", "instrument": "AMZN"})
-    result = materialize(instance, partition=saturday)
+def test_day_without_data_is_skipped_not_failed(synthetic_pair, data_dir, instance):
+    corrupt(synthetic_pair, data_dir)
+    result = ingest(instance, data_dir, partition=day("2024-03-09"))  # a Saturday
     assert result.success
     assert result.get_asset_materialization_events() == []
-    assert not _warehouse("raw_messages", date="2012-06-23").exists()
+    assert not warehouse_path("raw_messages", "2024-03-09").exists()
 
 
-def test_unregistered_instrument_is_refused(amzn_day_dir, instance):
+def test_unregistered_instrument_is_refused(synthetic_pair, data_dir, instance):
+    corrupt(synthetic_pair, data_dir)
+    defs = build_definitions(load_venues(data_dir))
     with pytest.raises(dg.DagsterUnknownPartitionError, match="NOPE"):
-        materialize(instance, partition=dg.MultiPartitionKey({"date": "2012-06-21", "instrument": "NOPE"}))
+        defs.resolve_job_def("ingest_lobster").execute_in_process(partition_key=day(MONDAY, "NOPE"), instance=instance)
 
 
-def test_rerun_gives_identical_partitions(amzn_day_dir, instance):
-    materialize(instance)
-    first = {t: _warehouse(t).read_bytes() for t in ("raw_messages", "validated_messages", "rejected_messages")}
-    materialize(instance)
-    assert {t: _warehouse(t).read_bytes() for t in first} == first
+def test_rerun_gives_identical_partitions(synthetic_pair, data_dir, instance):
+    corrupt(synthetic_pair, data_dir)
+    ingest(instance, data_dir)
+    tables = ("raw_messages", "validated_messages", "rejected_messages", "features")
+    first = {t: warehouse_path(t, MONDAY).read_bytes() for t in tables}
+    ingest(instance, data_dir)
+    assert {t: warehouse_path(t, MONDAY).read_bytes() for t in tables} == first
 
 
-def test_sensor_registers_instruments_and_requests_each_new_file_once(amzn_day_dir):
+def test_real_day_materializes_with_every_check_passing(data_dir, instance):
+    import shutil
+
+    (data_dir / "lobster").mkdir()
+    shutil.copy(require(AMZN_1), data_dir / "lobster")
+    result = ingest(instance, data_dir, partition=day("2012-06-21", "AMZN"))
+    assert result.success and all(c.passed for c in result.get_asset_check_evaluations() if c.check_name != "label_balance")
+    raw_meta = result.asset_materializations_for_node("lobster__raw_messages")[0].metadata
+    assert raw_meta["rows"].value == 57_515 and raw_meta["first_event_utc"].value.startswith("2012-06-21T13:30")
+    assert raw_meta["source_file"].value.endswith("AMZN_2012-06-21_1.zip!AMZN_2012-06-21_34200000_57600000_message_1.csv")
+
+
+def test_sensor_registers_instruments_and_requests_each_new_file_once(synthetic_pair, data_dir):
+    corrupt(synthetic_pair, data_dir)
+    defs = build_definitions(load_venues(data_dir))
+    sensor = defs.get_sensor_def("new_raw_files")
     with dg.instance_for_test() as instance:
-        first = new_raw_files(dg.build_sensor_context(instance=instance, definitions=defs))
+        first = sensor(dg.build_sensor_context(instance=instance, definitions=defs))
         assert [r.partitions_def_name for r in first.dynamic_partitions_requests] == ["lobster_instruments"]
-        assert list(first.dynamic_partitions_requests[0].partition_keys) == ["AMZN"]
-        assert [(r.job_name, r.partition_key) for r in first.run_requests] == [("ingest_lobster", AMZN_DAY)]
-        assert first.run_requests[0].run_key.startswith("lobster|AMZN|2012-06-21|")
-        again = new_raw_files(dg.build_sensor_context(instance=instance, cursor=first.cursor, definitions=defs))
+        assert list(first.dynamic_partitions_requests[0].partition_keys) == ["ACME"]
+        assert [(r.job_name, r.partition_key) for r in first.run_requests] == [("ingest_lobster", day(MONDAY))]
+        # the only day of its instrument: its window is settled, so the whole chain runs at once
+        assert "lobster/labels" in {k.to_user_string() for k in first.run_requests[0].asset_selection}
+        again = sensor(dg.build_sensor_context(instance=instance, cursor=first.cursor, definitions=defs))
         assert again.run_requests == []
-        archive = next((amzn_day_dir / "lobster").glob("*.zip"))
-        os.utime(archive, ns=(archive.stat().st_atime_ns, archive.stat().st_mtime_ns + 10**9))
-        redelivered = new_raw_files(dg.build_sensor_context(instance=instance, cursor=again.cursor, definitions=defs))
+        message = data_dir / "lobster" / synthetic_pair[0].name
+        os.utime(message, ns=(message.stat().st_atime_ns, message.stat().st_mtime_ns + 10**9))
+        redelivered = sensor(dg.build_sensor_context(instance=instance, cursor=again.cursor, definitions=defs))
         assert len(redelivered.run_requests) == 1
 
 
 def test_pandera_asset_check_passes_and_fails_with_the_failure_cases():
-    from lob_platform.validation.schemas import table_schema
-    from lob_platform_tests.test_rules import messages
-
     key = dg.AssetKey(["lobster", "raw_messages"])
-    schema = table_schema("messages", 2, 0.01, with_rules=False)
+    schema = table_schema(MESSAGES, 2, 0.01, with_rules=False)
     assert pandera_check(messages(), schema, key).passed
     failed = pandera_check(messages().with_columns(pl.col("order_id").cast(pl.Float64)), schema, key)
     assert not failed.passed and failed.severity == dg.AssetCheckSeverity.ERROR
     assert "order_id" in failed.metadata["failures"].value
 
 
-def test_sensor_skips_days_already_ingested_but_reingests_changed_files(amzn_day_dir):
-    from lob_platform.sources.catalog import discover
-
-    days = discover()
-    known = {"lobster": {"AMZN"}, "mic": set(), "crypto": set()}
-    _, fresh, cursor = plan_new_files(days, {}, known, ingested={"lobster|AMZN|2012-06-21"})
+def test_sensor_skips_days_already_ingested_but_reingests_changed_files(synthetic_pair, data_dir, instance):
+    corrupt(synthetic_pair, data_dir)
+    days = discover(data_dir)
+    known = {"lobster": {"ACME"}, "mic": set(), "crypto": set()}
+    key = f"lobster|ACME|{MONDAY}"
+    _, fresh, cursor = plan_new_files(days, {}, known, ingested={key})
     assert fresh == []  # the main job already ingested it
-    _, fresh, _ = plan_new_files(days, {"lobster|AMZN|2012-06-21": cursor["lobster|AMZN|2012-06-21"] - 1}, known,
-                                 ingested={"lobster|AMZN|2012-06-21"})
-    assert [d.instrument for d in fresh] == ["AMZN"]  # the file changed since
+    _, fresh, _ = plan_new_files(days, {key: cursor[key] - 1}, known, ingested={key})
+    assert [d.instrument for d in fresh] == ["ACME"]  # the file changed since
+    assert ingested_days(instance, load_venues(data_dir)) == set()
+    ingest(instance, data_dir)
+    assert ingested_days(instance, load_venues(data_dir)) == {key}
 
 
-def test_sensor_sees_main_job_ingests(amzn_day_dir, instance):
-    from lob_platform.defs.automation import ingested_days
-
-    assert ingested_days(instance) == set()
-    materialize(instance)
-    assert ingested_days(instance) == {"lobster|AMZN|2012-06-21"}
-
-
-def test_sensor_skips_venues_declared_after_load(amzn_day_dir):
-    from lob_platform_tests.test_venues import CRYPTO_FEED, VENUES_TOML
-
-    (amzn_day_dir / "venues.toml").write_text(VENUES_TOML)
-    (amzn_day_dir / "mycoin").mkdir()
-    (amzn_day_dir / "mycoin" / "BTCUSD_20200601.csv").write_text(CRYPTO_FEED)
-    with dg.instance_for_test() as instance:
-        result = new_raw_files(dg.build_sensor_context(instance=instance, definitions=defs))
-    assert [r.job_name for r in result.run_requests] == ["ingest_lobster"]  # mycoin waits for a reload
+def test_declared_venue_becomes_assets_and_runs_in_process(data_dir, instance):
+    (data_dir / "venues.toml").write_text(VENUES_TOML)
+    (data_dir / "mycoin").mkdir()
+    (data_dir / "mycoin" / "BTCUSD_20200601.csv").write_text(CRYPTO_FEED)
+    defs = build_definitions(load_venues(data_dir))
+    instance.add_dynamic_partitions("mycoin_instruments", ["BTCUSD"])
+    result = defs.resolve_job_def("ingest_mycoin").execute_in_process(
+        partition_key=day("2020-06-01", "BTCUSD"), instance=instance,
+        asset_selection=[dg.AssetKey(["mycoin", t]) for t in ("raw_messages", "validated_messages", "rejected_messages",
+                                                               "validation_reports", "features")])
+    assert result.success
+    assert pl.read_parquet(warehouse_path("validated_messages", "2020-06-01", "mycoin", "BTCUSD")).height == 4
+    assert pl.read_parquet(warehouse_path("features", "2020-06-01", "mycoin", "BTCUSD"))["level"].null_count() == 4

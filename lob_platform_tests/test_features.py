@@ -15,7 +15,7 @@ from lob_platform.features.inputs import FeatureInputError
 from lob_platform.features.labels import fit_label_thresholds, next_mid_up, ternary_labels
 from lob_platform.features.quality import label_balance, non_finite_counts, unexpected_null_counts
 from lob_platform.sources.catalog import discover
-from lob_platform.sources.schema import EventType, Side
+from lob_platform.core.columns import EventType, Side
 from lob_platform.sources.synthetic import MarketConfig, generate_market
 
 TICK = 0.01

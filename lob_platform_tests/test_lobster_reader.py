@@ -14,6 +14,7 @@ from lob_platform.errors import ConfigError, DataFileNotFound, MalformedFileErro
 from lob_platform.sources.catalog import discover
 from lob_platform.sources.lobster import pairs_in_archive, pairs_in_folder, read_lobster_pair
 from lob_platform_tests.conftest import AAPL_1, AMZN_1, AMZN_5, require
+from lob_platform_tests.helpers import corrupt, negate_size, replace_line
 
 FULL_DAY = ["120621.093000", "120621.160000"]
 
@@ -84,28 +85,11 @@ def test_empty_levels_become_null_price_with_zero_size(tmp_path):
 # --- corrupted copies of the real AMZN day ------------------------------------------------
 
 
-def _corrupt(pair: tuple[Path, Path], data_dir: Path, message_edit=None, book_edit=None) -> None:
-    """Put an edited copy of the CSV pair into data_dir/lobster."""
-    target = data_dir / "lobster"
-    target.mkdir(exist_ok=True)
-    for path, edit in zip(pair, (message_edit, book_edit)):
-        lines = path.read_text().splitlines(keepends=True)
-        (target / path.name).write_text("".join(edit(lines) if edit else lines))
-
-
-def _replace_line(number: int, make):
-    def edit(lines):
-        lines[number - 1] = make(lines[number - 1])
-        return lines
-
-    return edit
-
-
 def test_truncated_message_file_names_file_and_line(amzn_csv_pair, data_dir):
     def truncate(lines):
         return lines[:-1] + [lines[-1][:12]]
 
-    _corrupt(amzn_csv_pair, data_dir, message_edit=truncate)
+    corrupt(amzn_csv_pair, data_dir, message_edit=truncate)
     with pytest.raises(MalformedFileError) as error:
         load_messages("AMZN", "lobster", FULL_DAY)
     text = str(error.value)
@@ -114,7 +98,7 @@ def test_truncated_message_file_names_file_and_line(amzn_csv_pair, data_dir):
 
 
 def test_non_numeric_field_names_line_and_column(amzn_csv_pair, data_dir):
-    _corrupt(amzn_csv_pair, data_dir, message_edit=_replace_line(1234, lambda line: line.replace(",", ",abc", 1)))
+    corrupt(amzn_csv_pair, data_dir, message_edit=replace_line(1234, lambda line: line.replace(",", ",abc", 1)))
     with pytest.raises(MalformedFileError, match=r"line 1234: column 'event_code' = 'abc1' is not a whole number"):
         load_messages("AMZN", "lobster", FULL_DAY)
 
@@ -124,7 +108,7 @@ def test_unsorted_timestamps_fail_their_rule(amzn_csv_pair, data_dir):
         lines[99], lines[5000] = lines[5000], lines[99]
         return lines
 
-    _corrupt(amzn_csv_pair, data_dir, message_edit=swap, book_edit=swap)
+    corrupt(amzn_csv_pair, data_dir, message_edit=swap, book_edit=swap)
     frame = load_messages("AMZN", "lobster", FULL_DAY)
     with pytest.raises(ValidationError, match="timestamps_sorted") as error:
         validate_messages(frame, "lobster")
@@ -132,14 +116,8 @@ def test_unsorted_timestamps_fail_their_rule(amzn_csv_pair, data_dir):
     assert error.value.report.failures()[0].first_rows == [100, 5001]  # exactly the two moved rows
 
 
-def negate_size(line: str) -> str:
-    fields = line.split(",")
-    fields[3] = "-" + fields[3]
-    return ",".join(fields)
-
-
 def test_negative_size_fails_positive_size(amzn_csv_pair, data_dir):
-    _corrupt(amzn_csv_pair, data_dir, message_edit=_replace_line(777, negate_size))
+    corrupt(amzn_csv_pair, data_dir, message_edit=replace_line(777, negate_size))
     with pytest.raises(ValidationError, match=r"'positive_size'.*1 of 57515 rows, first at source rows \[777\]"):
         validate_messages(load_messages("AMZN", "lobster", FULL_DAY), "lobster")
 
@@ -149,20 +127,20 @@ def test_crossed_book_fails_book_not_crossed(amzn_csv_pair, data_dir):
         ask, ask_size, _, bid_size = line.strip().split(",")
         return f"{ask},{ask_size},{int(ask) + 100},{bid_size}\n"
 
-    _corrupt(amzn_csv_pair, data_dir, book_edit=_replace_line(4321, cross))
+    corrupt(amzn_csv_pair, data_dir, book_edit=replace_line(4321, cross))
     with pytest.raises(ValidationError, match="book_not_crossed") as error:
         validate_messages(load_messages("AMZN", "lobster", FULL_DAY), "lobster")
     assert error.value.report.failures()[0].first_rows == [4321]
 
 
 def test_orderbook_with_fewer_rows_names_both_files(amzn_csv_pair, data_dir):
-    _corrupt(amzn_csv_pair, data_dir, book_edit=lambda lines: lines[:-10])
+    corrupt(amzn_csv_pair, data_dir, book_edit=lambda lines: lines[:-10])
     with pytest.raises(MalformedFileError, match=r"orderbook_1.csv has 57505 rows but .*message_1.csv has 57515"):
         load_messages("AMZN", "lobster", FULL_DAY)
 
 
 def test_shifted_orderbook_fails_alignment_rule(amzn_csv_pair, data_dir):
-    _corrupt(amzn_csv_pair, data_dir, book_edit=lambda lines: lines[1:] + lines[-1:])
+    corrupt(amzn_csv_pair, data_dir, book_edit=lambda lines: lines[1:] + lines[-1:])
     with pytest.raises(ValidationError, match="book_matches_message"):
         validate_messages(load_messages("AMZN", "lobster", FULL_DAY), "lobster")
 

@@ -9,7 +9,7 @@ import pytest
 
 from lob_platform.cli import main
 from lob_platform_tests.conftest import CRYPTO_SAMPLES, require
-from lob_platform_tests.test_lobster_reader import _corrupt, _replace_line, negate_size
+from lob_platform_tests.helpers import corrupt, negate_size, replace_line
 
 
 @pytest.fixture
@@ -37,7 +37,7 @@ def test_main_job_ingests_every_day_and_answers_sql(amzn_day_dir, home, capsys):
 
 def test_main_job_reports_a_blocked_day_and_still_ingests_the_rest(amzn_csv_pair, data_dir, home, capsys):
     _add_crypto_sample(data_dir)
-    _corrupt(amzn_csv_pair, data_dir, message_edit=_replace_line(777, negate_size))
+    corrupt(amzn_csv_pair, data_dir, message_edit=replace_line(777, negate_size))
     assert main(["run"]) == 1
     printed = capsys.readouterr().out
     assert "crypto binance_perp.BTCUSDT 2020-09-01: ok" in printed

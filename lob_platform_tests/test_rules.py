@@ -7,39 +7,14 @@ import pandera.errors
 import polars as pl
 import pytest
 
-from lob_platform.sources.schema import book_columns, message_dtypes, snapshot_dtypes
+from lob_platform.core.columns import book_columns
+from lob_platform.core.tables import MESSAGES, SNAPSHOTS
 from lob_platform.validation.report import check_rules, split_valid_rejected
 from lob_platform.validation.rules import MESSAGE_RULES, SNAPSHOT_RULES
 from lob_platform.validation.schemas import rejected_schema, table_schema
+from lob_platform_tests.helpers import messages, snapshots
 
 TICK = 0.01
-#        ask1   askq  bid1   bidq   ask2   askq  bid2   bidq
-BOOK = [10.01, 50.0, 10.00, 100.0, 10.02, 10.0, 9.99, 10.0]
-AFTER_DELETE = [10.01, 50.0, 9.99, 10.0, 10.02, 10.0, None, 0.0]
-
-
-def messages() -> pl.DataFrame:
-    """A consistent two-level day: submits, two identical anonymous hidden fills, a delete."""
-    rows = [
-        (1000, "submit", 1, 100.0, 10.00, "bid", *BOOK),
-        (2000, "submit", 2, 50.0, 10.01, "ask", *BOOK),
-        (2000, "execute_hidden", 0, 5.0, 10.005, "ask", *BOOK),
-        (2000, "execute_hidden", 0, 5.0, 10.005, "ask", *BOOK),
-        (3000, "delete", 1, 100.0, 10.00, "bid", *AFTER_DELETE),
-    ]
-    names = ["ts_ns", "event_type", "order_id", "size", "price", "side", *book_columns(2)]
-    frame = pl.DataFrame(rows, schema=names, orient="row")
-    return frame.with_columns(source_row=pl.int_range(1, pl.len() + 1, dtype=pl.UInt32)).cast(message_dtypes(2))
-
-
-def snapshots() -> pl.DataFrame:
-    rows = [
-        (1_000, 1_500, 100.01, 1.5, 100.00, 2.0, 100.02, 0.5, 99.98, 1.0),
-        (2_000, 2_400, 100.02, 1.0, 100.01, 2.0, 100.03, 0.5, 99.99, 1.0),
-        (3_000, 3_100, 100.02, 1.0, 100.00, 2.5, 100.03, 0.5, 99.99, 1.0),
-    ]
-    frame = pl.DataFrame(rows, schema=["ts_ns", "local_ts_ns", *book_columns(2)], orient="row")
-    return frame.with_columns(source_row=pl.int_range(2, pl.len() + 2, dtype=pl.UInt32)).cast(snapshot_dtypes(2))
 
 
 def _set(frame: pl.DataFrame, row: int, **values) -> pl.DataFrame:
@@ -77,10 +52,10 @@ def test_every_rule_has_a_breaking_case():
 
 
 def test_consistent_tables_pass_rules_and_pandera():
-    assert check_rules(messages(), "messages", TICK).passed
-    assert check_rules(snapshots(), "snapshots", TICK).passed
-    table_schema("messages", 2, TICK).validate(messages(), lazy=True)
-    table_schema("snapshots", 2, TICK).validate(snapshots(), lazy=True)
+    assert check_rules(messages(), MESSAGES, TICK).passed
+    assert check_rules(snapshots(), SNAPSHOTS, TICK).passed
+    table_schema(MESSAGES, 2, TICK).validate(messages(), lazy=True)
+    table_schema(SNAPSHOTS, 2, TICK).validate(snapshots(), lazy=True)
 
 
 def _failed_pandera_checks(schema, frame) -> set[str]:
@@ -90,10 +65,10 @@ def _failed_pandera_checks(schema, frame) -> set[str]:
 
 
 @pytest.mark.parametrize(
-    ("table", "rule"), [("messages", rule) for rule in MESSAGE_BREAKS] + [("snapshots", rule) for rule in SNAPSHOT_BREAKS]
+    ("table", "rule"), [(MESSAGES, rule) for rule in MESSAGE_BREAKS] + [(SNAPSHOTS, rule) for rule in SNAPSHOT_BREAKS]
 )
 def test_rule_fails_only_on_its_own_breakage(table, rule):
-    consistent, breaks = (messages(), MESSAGE_BREAKS) if table == "messages" else (snapshots(), SNAPSHOT_BREAKS)
+    consistent, breaks = (messages(), MESSAGE_BREAKS) if table is MESSAGES else (snapshots(), SNAPSHOT_BREAKS)
     broken = breaks[rule](consistent)
     assert [r.rule for r in check_rules(broken, table, TICK).failures()] == [rule]
     assert rule in _failed_pandera_checks(table_schema(table, 2, TICK), broken)
@@ -101,32 +76,32 @@ def test_rule_fails_only_on_its_own_breakage(table, rule):
 
 def test_pandera_rejects_wrong_dtypes_and_extra_columns():
     wrong_dtype = messages().with_columns(pl.col("size").cast(pl.Int64))
-    assert "dtype('Float64')" in _failed_pandera_checks(table_schema("messages", 2, TICK), wrong_dtype)
+    assert "dtype('Float64')" in _failed_pandera_checks(table_schema(MESSAGES, 2, TICK), wrong_dtype)
     extra = messages().with_columns(surprise=pl.lit(1))
-    assert "column_in_schema" in _failed_pandera_checks(table_schema("messages", 2, TICK), extra)
+    assert "column_in_schema" in _failed_pandera_checks(table_schema(MESSAGES, 2, TICK), extra)
 
 
 def test_hidden_fill_may_sit_on_the_half_tick_but_not_off_it():
-    assert check_rules(messages(), "messages", TICK).passed  # 10.005 hidden fills above
+    assert check_rules(messages(), MESSAGES, TICK).passed  # 10.005 hidden fills above
     off = _set(messages(), 2, price=10.0025)
-    assert [r.rule for r in check_rules(off, "messages", TICK).failures()] == ["price_on_tick_grid"]
+    assert [r.rule for r in check_rules(off, MESSAGES, TICK).failures()] == ["price_on_tick_grid"]
 
 
 def test_tick_rule_is_skipped_without_a_tick():
     broken = MESSAGE_BREAKS["price_on_tick_grid"](messages())
-    assert "price_on_tick_grid" not in {r.rule for r in check_rules(broken, "messages", None).results}
+    assert "price_on_tick_grid" not in {r.rule for r in check_rules(broken, MESSAGES, None).results}
 
 
 def test_message_only_tables_skip_book_rules():
     bare = messages().select("ts_ns", "event_type", "order_id", "size", "price", "side", "source_row")
-    names = {r.rule for r in check_rules(bare, "messages", TICK).results}
+    names = {r.rule for r in check_rules(bare, MESSAGES, TICK).results}
     assert not names & {"book_not_crossed", "book_levels_consistent", "book_matches_message"}
     assert "timestamps_sorted" in names
 
 
 def test_split_keeps_every_row_and_says_why():
     broken = MESSAGE_BREAKS["positive_size"](MESSAGE_BREAKS["timestamps_sorted"](messages()))
-    valid, rejected, report = split_valid_rejected(broken, "messages", TICK, "day.csv")
+    valid, rejected, report = split_valid_rejected(broken, MESSAGES, TICK, "day.csv")
     assert valid.height + rejected.height == broken.height
     assert rejected.select("rules", "source_file", "source_row").rows() == [
         ("positive_size", "day.csv", 2), ("timestamps_sorted", "day.csv", 5)]
@@ -136,50 +111,50 @@ def test_split_keeps_every_row_and_says_why():
 
 def test_row_breaking_two_rules_lists_both():
     broken = _set(messages(), 2, size=0.0, price=10.0025)
-    _, rejected, _ = split_valid_rejected(broken, "messages", TICK, "day.csv")
+    _, rejected, _ = split_valid_rejected(broken, MESSAGES, TICK, "day.csv")
     assert rejected["rules"].to_list() == ["positive_size,price_on_tick_grid"]
 
 
 def test_clean_split_has_empty_rejected_table_with_its_columns():
-    valid, rejected, _ = split_valid_rejected(messages(), "messages", TICK, "day.csv")
+    valid, rejected, _ = split_valid_rejected(messages(), MESSAGES, TICK, "day.csv")
     assert valid.equals(messages())
     assert rejected.height == 0 and rejected.columns[:3] == ["rules", "source_file", "source_row"]
 
 
 def test_rejected_schema_accepts_quarantine_rows_and_refuses_unknown_rules():
     broken = MESSAGE_BREAKS["positive_size"](messages())
-    _, rejected, _ = split_valid_rejected(broken, "messages", TICK, "day.csv")
-    rejected_schema("messages", 2).validate(rejected, lazy=True)
+    _, rejected, _ = split_valid_rejected(broken, MESSAGES, TICK, "day.csv")
+    rejected_schema(MESSAGES, 2).validate(rejected, lazy=True)
     renamed = rejected.with_columns(rules=pl.lit("positive_size,made_up_rule"))
-    assert "known_rule_names" in _failed_pandera_checks(rejected_schema("messages", 2), renamed)
-    assert "column_in_dataframe" in _failed_pandera_checks(rejected_schema("messages", 2), rejected.drop("source_file"))
+    assert "known_rule_names" in _failed_pandera_checks(rejected_schema(MESSAGES, 2), renamed)
+    assert "column_in_dataframe" in _failed_pandera_checks(rejected_schema(MESSAGES, 2), rejected.drop("source_file"))
 
 
 def test_raw_schema_checks_dtypes_but_not_rules():
     broken = MESSAGE_BREAKS["timestamps_sorted"](messages())
-    table_schema("messages", 2, TICK, with_rules=False).validate(broken, lazy=True)
+    table_schema(MESSAGES, 2, TICK, with_rules=False).validate(broken, lazy=True)
     wrong = messages().with_columns(pl.col("ts_ns").cast(pl.Float64))
-    assert "dtype('Int64')" in _failed_pandera_checks(table_schema("messages", 2, TICK, with_rules=False), wrong)
+    assert "dtype('Int64')" in _failed_pandera_checks(table_schema(MESSAGES, 2, TICK, with_rules=False), wrong)
 
 
 def test_sortedness_flags_the_row_that_jumped_not_its_neighbour():
     jumped = _set(messages(), 1, ts_ns=2500)  # row 2 jumps ahead of rows 3 and 4
-    valid, rejected, _ = split_valid_rejected(jumped, "messages", TICK, "day.csv")
+    valid, rejected, _ = split_valid_rejected(jumped, MESSAGES, TICK, "day.csv")
     assert rejected["source_row"].to_list() == [2]
-    assert check_rules(valid, "messages", TICK).passed  # what is left is sorted
+    assert check_rules(valid, MESSAGES, TICK).passed  # what is left is sorted
 
 
 def test_after_the_split_the_valid_rows_pass_every_rule():
     broken = messages()
     for rule in ("timestamps_sorted", "positive_size", "book_not_crossed", "no_duplicate_rows"):
         broken = MESSAGE_BREAKS[rule](broken)
-    valid, rejected, _ = split_valid_rejected(broken, "messages", TICK, "day.csv")
-    assert check_rules(valid, "messages", TICK).passed
-    table_schema("messages", 2, TICK).validate(valid, lazy=True)
+    valid, rejected, _ = split_valid_rejected(broken, MESSAGES, TICK, "day.csv")
+    assert check_rules(valid, MESSAGES, TICK).passed
+    table_schema(MESSAGES, 2, TICK).validate(valid, lazy=True)
 
 
 def test_a_table_off_the_unified_schema_is_refused_not_quarantined():
     from lob_platform.errors import ValidationError
 
     with pytest.raises(ValidationError, match="does not match the unified schema.*'size'"):
-        check_rules(messages().with_columns(pl.col("size").cast(pl.Int64)), "messages", TICK)
+        check_rules(messages().with_columns(pl.col("size").cast(pl.Int64)), MESSAGES, TICK)

@@ -352,14 +352,17 @@ def test_mic_order_log_format_and_replay(small_market):
 
 def test_every_generated_day_passes_the_platforms_validation(tmp_path):
     """The generator and the readers agree: each raw file reads and passes every rule."""
-    from lob_platform.sources.catalog import discover
+    from lob_platform.sources.catalog import Catalogue
+    from lob_platform.sources.registry import load_venues
     from lob_platform.validation.report import check_rules
 
     config = MarketConfig(n_days=2, lobster_events_per_day=3_000, mic_events_per_day=2_000, crypto_hours_per_day=0.5,
                           crypto_pairs=("BTC-USDT", "WLD-USDT"))
     generate_market(tmp_path, config)
-    days = discover(tmp_path)
+    venues = {venue.name: venue for venue in load_venues(tmp_path)}
+    days = Catalogue.scan(list(venues.values())).days
     assert {d.venue for d in days} == {"lobster", "mic", "crypto"}
     for day in days:
-        report = check_rules(day.read(), "snapshots" if day.venue == "crypto" else "messages", day.tick)
+        venue = venues[day.venue]
+        report = check_rules(day.read(), venue.kind, venue.tick_for(day.instrument))
         assert report.passed, report.describe(day.source)

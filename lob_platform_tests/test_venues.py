@@ -12,13 +12,8 @@ import pytest
 
 from lob_platform import ExchangeConfig, load_messages, validate_messages
 from lob_platform.errors import ConfigError, MalformedFileError
+from lob_platform_tests.helpers import CRYPTO_FEED, VENUES_TOML
 
-CRYPTO_FEED = """ts,kind,qty,px,book_side,oid
-1591003800000,created,0.5,9500.5,bid,1
-1591003800250,created,0.25,9501.0,ask,2
-1591003801000,changed,0.2,9501.0,ask,2
-1591003802000,deleted,0.5,9500.5,bid,1
-"""
 
 
 def order_feed_config(folder: Path, **overrides) -> ExchangeConfig:
@@ -108,27 +103,6 @@ def test_mic_order_log(data_dir):
         validate_messages(off_tick, "mic")
 
 
-VENUES_TOML = """
-[mycoin]
-filename_template = "{product}_{date}.csv"
-date_format = "%Y%m%d"
-time_unit = "ms"
-trading_days = "all"
-tick_size = 0.5
-
-[mycoin.column_mapping]
-timestamp = "ts"
-event_type = "kind"
-volume = "qty"
-price = "px"
-side = "book_side"
-order_id = "oid"
-
-[mycoin.event_code_map]
-created = "submit"
-changed = "modify"
-deleted = "delete"
-"""
 
 
 def test_venue_declared_in_venues_toml_is_loaded_by_name(data_dir):

@@ -2,24 +2,17 @@
 (trading date, instrument). Days without a file yield nothing, so weekends and holidays are
 skipped (the run succeeds, downstream steps are skipped)."""
 
-
 from datetime import datetime, timezone
 
 import dagster as dg
 import polars as pl
 
+from lob_platform.core.columns import book_levels
 from lob_platform.defs.checks import PANDERA_CHECK, pandera_check
-from lob_platform.defs.partitions import VENUES, by_date_and_instrument
-from lob_platform.sources.catalog import DayFile, Venue, find_day, parse_date
-from lob_platform.sources.schema import book_levels
+from lob_platform.defs.partitions import by_date_and_instrument, day_of
+from lob_platform.sources.catalog import DayFile, parse_date
+from lob_platform.sources.registry import Venue
 from lob_platform.validation.schemas import table_schema
-
-RAW_TABLE = {"messages": "raw_messages", "snapshots": "raw_depth_snapshots"}
-
-
-def day_of(context: dg.AssetExecutionContext) -> tuple[str, str]:
-    dims = context.partition_key.keys_by_dimension  # type: ignore[union-attr]
-    return dims["date"], dims["instrument"]
 
 
 def _utc_text(ns: int) -> str:
@@ -43,23 +36,29 @@ def raw_metadata(day: DayFile, frame: pl.DataFrame) -> dict:
     }
 
 
-def raw_key(venue: Venue) -> dg.AssetKey:
-    return dg.AssetKey([venue.name, RAW_TABLE[venue.table]])
+def venue_key(venue: Venue, table: str) -> dg.AssetKey:
+    """The asset key of one of a venue's tables: ``[venue, table]``."""
+    return dg.AssetKey([venue.name, table])
+
+
+def find_day(venue: Venue, context) -> DayFile | None:
+    date, instrument = day_of(context)
+    return venue.catalogue().find(venue.name, instrument, parse_date(date, "partition date"))
 
 
 def build_raw_asset(venue: Venue) -> dg.AssetsDefinition:
     @dg.asset(
-        key=raw_key(venue),
-        partitions_def=by_date_and_instrument[venue.name],
+        key=venue_key(venue, venue.kind.raw),
+        partitions_def=by_date_and_instrument(venue.name),
         output_required=False,
         group_name=venue.name,
         kinds={"polars", "parquet"},
         description=venue.description,
     )
     def raw(context: dg.AssetExecutionContext):
-        date, instrument = day_of(context)
-        day = find_day(venue.name, instrument, parse_date(date, "partition date"))
+        day = find_day(venue, context)
         if day is None:
+            date, instrument = day_of(context)
             context.log.info(f"no {venue.name} file for {instrument} on {date} (weekend, holiday or not delivered): skipped")
             return
         frame = day.read()
@@ -69,21 +68,16 @@ def build_raw_asset(venue: Venue) -> dg.AssetsDefinition:
 
 
 def build_raw_schema_check(venue: Venue) -> dg.AssetChecksDefinition:
-    key = raw_key(venue)
+    key = venue_key(venue, venue.kind.raw)
 
     @dg.asset_check(
         asset=key,
         name=PANDERA_CHECK,
         blocking=True,
-        partitions_def=by_date_and_instrument[venue.name],
+        partitions_def=by_date_and_instrument(venue.name),
         description="the raw table has the unified columns and dtypes (rules are the validated layer's job)",
     )
     def raw_schema(raw: pl.DataFrame) -> dg.AssetCheckResult:
-        schema = table_schema(venue.table, book_levels(raw.columns), None, with_rules=False)
-        return pandera_check(raw, schema, key)
+        return pandera_check(raw, table_schema(venue.kind, book_levels(raw.columns), None, with_rules=False), key)
 
     return raw_schema
-
-
-raw_assets = [build_raw_asset(venue) for venue in VENUES]
-raw_checks = [build_raw_schema_check(venue) for venue in VENUES]

@@ -8,25 +8,32 @@ With the default ``max_rejected_fraction`` of 0, any broken rule fails its check
 the partition's downstream assets; the valid rows and the rejected rows (rule, source file and
 line) are still written, so nothing is lost. A user who accepts a few bad rows reruns with a
 higher fraction.
+
+A day that fails leaves nothing derived from an earlier delivery of it: its features, fit,
+tokens and labels, the fits (and their tokens and labels) of later days that learned from it,
+and, for crypto, the panel of its date are deleted (so no SQL view shows them), wiped from the
+asset catalogue where the instance's storage can wipe one partition, and each gets an observation
+saying why. The automation refits and rebuilds them without the failed day.
 """
 
+import contextlib
+from datetime import date as Date, timedelta
 
 import dagster as dg
 import polars as pl
 
+from lob_platform.core.columns import book_levels
+from lob_platform.core.settings import TrainingWindowSpec, warehouse_root
+from lob_platform.core.tables import MESSAGES, REPORT_TABLE
 from lob_platform.defs.checks import pandera_check, pandera_check_spec
-from lob_platform.defs.partitions import VENUES, by_date_and_instrument
-from lob_platform.defs.raw import day_of, raw_key, time_span
-from lob_platform.sources.catalog import Venue, find_day, parse_date
-from lob_platform.sources.schema import book_levels
+from lob_platform.defs.partitions import by_date_and_instrument, day_of
+from lob_platform.defs.raw import find_day, time_span, venue_key
+from lob_platform.lineage import DERIVED_PER_DAY, FIT_CHAIN, PANEL, Warehouse
+from lob_platform.sources.registry import Venue
+from lob_platform.storage import delete_partition
 from lob_platform.validation.report import RuleResult, ValidationReport, split_valid_rejected
-from lob_platform.validation.rules import MESSAGE_RULES, SNAPSHOT_RULES
+from lob_platform.validation.rules import rules_of
 from lob_platform.validation.schemas import rejected_schema, table_schema
-
-VALID_TABLE = {"messages": "validated_messages", "snapshots": "validated_depth_snapshots"}
-REPORT_TABLE = "validation_reports"
-REJECTED_TABLE = {"messages": "rejected_messages", "snapshots": "rejected_depth_snapshots"}
-BOOK_RULES = {"book_not_crossed", "book_levels_consistent", "book_matches_message"}
 
 
 class ValidationConfig(dg.Config):
@@ -35,15 +42,14 @@ class ValidationConfig(dg.Config):
 
 
 def rule_names(venue: Venue) -> list[str]:
-    rules = MESSAGE_RULES if venue.table == "messages" else SNAPSHOT_RULES
-    return [r.name for r in rules if venue.has_book or r.name not in BOOK_RULES]
+    return [rule.name for rule in rules_of(venue.kind, venue.has_book)]
 
 
 def rule_check(
     result: RuleResult | None, name: str, rows: int, allowed: float, asset_key: dg.AssetKey, source: str, quarantine: str
 ) -> dg.AssetCheckResult:
     """One rule's verdict on a partition: fails when it rejects more than ``allowed`` of the rows."""
-    if result is None:  # the rule needs something this source lacks (e.g. no book, no tick)
+    if result is None:  # the rule needs something this source lacks (e.g. no tick)
         return dg.AssetCheckResult(asset_key=asset_key, check_name=name, passed=True,
                                    metadata={"applies": False, "source_file": source})
     fraction = result.violations / rows if rows else 0.0
@@ -63,11 +69,10 @@ def rule_check(
     )
 
 
-def build_validated_assets(venue: Venue) -> dg.AssetsDefinition:
-    table = venue.table
-    valid_key = dg.AssetKey([venue.name, VALID_TABLE[table]])
-    rejected_key = dg.AssetKey([venue.name, REJECTED_TABLE[table]])
-    report_key = dg.AssetKey([venue.name, REPORT_TABLE])
+def build_validated_assets(venue: Venue, training: TrainingWindowSpec) -> dg.AssetsDefinition:
+    kind = venue.kind
+    valid_key, rejected_key = venue_key(venue, kind.validated), venue_key(venue, kind.rejected)
+    report_key = venue_key(venue, REPORT_TABLE)
     checks = [dg.AssetCheckSpec(name, asset=valid_key, blocking=True) for name in rule_names(venue)]
     checks += [pandera_check_spec(valid_key, "columns, dtypes and every rule, on the rows stored"),
                pandera_check_spec(rejected_key, "known rule names, source file and line, the raw columns")]
@@ -75,7 +80,7 @@ def build_validated_assets(venue: Venue) -> dg.AssetsDefinition:
     @dg.multi_asset(
         name=f"{venue.name}_validate",
         outs={
-            "valid": dg.AssetOut(key=valid_key, description=f"{venue.name} {table} that pass every rule, unified schema.",
+            "valid": dg.AssetOut(key=valid_key, description=f"{venue.name} {kind} that pass every rule, unified schema.",
                                  kinds={"polars", "parquet"}),
             "rejected": dg.AssetOut(key=rejected_key, description=f"{venue.name} rows that break a rule: rules, source_file, source_row, then the row.",
                                     kinds={"polars", "parquet"}),
@@ -83,26 +88,29 @@ def build_validated_assets(venue: Venue) -> dg.AssetsDefinition:
                                   "every check passed (the DuckDB views of validated tables show passed partitions only).",
                                   kinds={"polars", "parquet"}),
         },
-        ins={"raw": dg.AssetIn(key=raw_key(venue))},
-        partitions_def=by_date_and_instrument[venue.name],
+        ins={"raw": dg.AssetIn(key=venue_key(venue, kind.raw))},
+        partitions_def=by_date_and_instrument(venue.name),
         check_specs=checks,
         group_name=venue.name,
     )
     def validate(context: dg.AssetExecutionContext, config: ValidationConfig, raw: pl.DataFrame):
         date, instrument = day_of(context)
-        day = find_day(venue.name, instrument, parse_date(date, "partition date"))
+        day = find_day(venue, context)
         source = day.source if day else "(no longer in the data folder)"
-        tick = day.tick if day else None
-        valid, rejected, report = split_valid_rejected(raw, table, tick, source)
+        tick = venue.tick_for(instrument)
+        valid, rejected, report = split_valid_rejected(raw, kind, tick, source)
         by_rule = {r.rule: r for r in report.results}
         levels = book_levels(raw.columns)
         results = [
             *(rule_check(by_rule.get(name), name, raw.height, config.max_rejected_fraction, valid_key, source,
                          rejected_key.to_user_string()) for name in rule_names(venue)),
-            pandera_check(valid, table_schema(table, levels, tick), valid_key),
-            pandera_check(rejected, rejected_schema(table, levels), rejected_key),
+            pandera_check(valid, table_schema(kind, levels, tick), valid_key),
+            pandera_check(rejected, rejected_schema(kind, levels), rejected_key),
         ]
         failed = [r.check_name for r in results if not r.passed]
+        if failed:
+            retract_derived(context, venue, training, date, instrument,
+                            f"the delivery of {source} failed validation ({', '.join(failed)})")
         yield dg.Output(valid, "valid", metadata={
             "rows": valid.height, "rejected_rows": rejected.height, "source_file": dg.MetadataValue.path(source),
             "checks_passed": not failed, **{f"rejected_by_{r.rule}": r.violations for r in report.results}, **time_span(valid)})
@@ -123,4 +131,25 @@ def report_row(source: str, rows: int, valid_rows: int, report: ValidationReport
     })
 
 
-validated_assets = [build_validated_assets(venue) for venue in VENUES]
+def retract_derived(context, venue: Venue, training: TrainingWindowSpec, date: str, instrument: str, reason: str) -> None:
+    """Delete and wipe what was derived from an earlier delivery of a day that now fails (module docstring)."""
+    warehouse = Warehouse(warehouse_root())
+    if venue.kind is MESSAGES:
+        last = (Date.fromisoformat(date) + timedelta(days=training.lookback_days)).isoformat()
+        later = [d.isoformat() for d in venue.catalogue().dates_of(venue.name, instrument) if date < d.isoformat() <= last]
+        partitions = [(table, date, instrument) for table in DERIVED_PER_DAY]
+        partitions += [(table, later_date, instrument) for later_date in warehouse.fits_trained_on(venue.name, instrument, date, later)
+                       for table in FIT_CHAIN]
+    else:
+        partitions = [(PANEL, date, None)]
+    for table, day, name in partitions:
+        if delete_partition(warehouse.path(table, venue.name, day, name)):
+            key = venue_key(venue, table)
+            partition = f"{day}|{name}" if name is not None else day
+            # PostgreSQL event logs drop the partition from the catalogue; SQLite ones cannot wipe one
+            # partition, so there the observation below is what the UI shows
+            with contextlib.suppress(NotImplementedError):
+                context.instance.wipe_asset_partitions(key, [partition])
+            context.log_event(dg.AssetObservation(asset_key=key, partition=partition, metadata={"retracted": reason},
+                                                  description=f"removed: {reason}; it is remade without that day"))
+            context.log.warning(f"retracted {key.to_user_string()} {partition}: {reason}")

@@ -31,7 +31,7 @@ import numpy as np
 import polars as pl
 
 from lob_platform.features.inputs import check_feature_input
-from lob_platform.sources.schema import book_levels
+from lob_platform.core.columns import book_levels
 
 _NS_PER_S = 1_000_000_000
 

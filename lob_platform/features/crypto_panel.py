@@ -52,7 +52,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import polars as pl
 
-from lob_platform.sources.schema import book_levels
+from lob_platform.core.columns import book_levels
 
 _NS = 1_000_000_000
 _DAY_S = 86_400

@@ -24,7 +24,7 @@ from __future__ import annotations
 import polars as pl
 
 from lob_platform.features.inputs import check_feature_input
-from lob_platform.sources.schema import ORDER_EVENT_TYPES, SOURCE_ROW
+from lob_platform.core.columns import ORDER_EVENT_TYPES, SOURCE_ROW
 
 KEY_COLUMNS = ["event_row", "ts_ns", SOURCE_ROW]
 EVENT_INPUT = ["ts_ns", "event_type", "size", "price", "side"]

@@ -12,7 +12,7 @@ import math
 import polars as pl
 
 from lob_platform.errors import LobDataError
-from lob_platform.sources.schema import SOURCE_ROW
+from lob_platform.core.columns import SOURCE_ROW
 
 
 class FeatureInputError(LobDataError, ValueError):

@@ -11,7 +11,7 @@ from lob_platform.features.book import BookFeatureConfig, compute_book_features
 from lob_platform.features.events import EVENT_INPUT, compute_derived_features
 from lob_platform.features.inputs import check_feature_input
 from lob_platform.features.labels import LABEL_HORIZONS, compute_labels
-from lob_platform.sources.schema import book_levels
+from lob_platform.core.columns import book_levels
 
 
 @dataclass(frozen=True)

@@ -14,13 +14,16 @@ from pathlib import Path
 import polars as pl
 
 from lob_platform.errors import MalformedFileError
+from lob_platform.sources.catalog import DayFile
+from lob_platform.sources.timezones import iso_date
 from lob_platform.sources.csv_input import header_columns, read_bytes, read_typed_csv
-from lob_platform.sources.schema import SOURCE_ROW, book_columns
+from lob_platform.core.columns import SOURCE_ROW, book_columns
 
 SNAPSHOT_FILE = re.compile(
     r"^(?P<exchange>.+?)_book_snapshot_(?P<levels>\d+)_(?P<date>\d{4}-\d{2}-\d{2})_(?P<symbol>[A-Za-z0-9]+)\.csv(\.gz)?$"
 )
-# Tick sizes for the tick-grid rule, per symbol (the finest tick the venues have used).
+# Tick sizes for the tick-grid rule, per symbol (the finest tick the venues have used); the synthetic
+# market quotes on these ticks too.
 CRYPTO_TICKS = {"BTCUSDT": 0.01, "ETHUSDT": 0.01, "SOLUSDT": 0.001, "WLDUSDT": 0.0001}
 _SIDES = {"asks": "ask", "bids": "bid"}
 _FIELDS = {"price": "price", "amount": "size"}
@@ -62,3 +65,36 @@ def _level_renames(path: Path, header: list[str]) -> dict[str, str]:
             "local_timestamp and asks[i]/bids[i] price and amount columns for every level."
         )
     return renames
+
+
+def instrument_name(exchange: str, symbol: str) -> str:
+    """``{exchange}.{SYMBOL}``: ``binance_perp`` and ``BTC-USDT`` give ``binance_perp.BTCUSDT``."""
+    return f"{exchange}.{symbol.replace('-', '').upper()}"
+
+
+class SnapshotFormat:
+    """Depth snapshots in a folder, ``{exchange}_book_snapshot_{N}_{date}_{SYMBOL}.csv[.gz]``; the
+    instrument is ``{exchange}.{SYMBOL}`` and the trading date is the UTC date."""
+
+    timezone = "UTC"
+    weekdays_only = False
+    has_book = True
+
+    def tick_for(self, instrument: str) -> float | None:
+        return CRYPTO_TICKS.get(instrument.split(".", 1)[-1])
+
+    def discover(self, venue: str, folder: Path) -> list[DayFile]:
+        days = []
+        for path in sorted(folder.glob("*book_snapshot_*.csv*")) if folder.is_dir() else []:
+            match = SNAPSHOT_FILE.match(path.name)
+            if match and (day := iso_date(match["date"], str(path))):
+                days.append(DayFile(venue, instrument_name(match["exchange"], match["symbol"]), day, str(path), "csv",
+                                    (path,), self.read, int(match["levels"]), path))
+        return days
+
+    def read(self, day: DayFile) -> pl.DataFrame:
+        return read_book_snapshots(day.handle)
+
+    def expected_file(self, folder: Path, instrument: str, day) -> str:
+        exchange, symbol = instrument.split(".", 1)
+        return f"{folder}/{exchange}_book_snapshot_N_{day}_{symbol}.csv[.gz]"

@@ -16,17 +16,20 @@ import logging
 import re
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date as Date
+from functools import lru_cache
 from pathlib import Path
 
 import polars as pl
 
 from lob_platform.errors import MalformedFileError
+from lob_platform.sources.catalog import DayFile
 from lob_platform.sources.csv_input import read_typed_csv
-from lob_platform.sources.schema import EventType, Side, book_columns
+from lob_platform.sources.tabular import read_exchange_file
+from lob_platform.core.columns import EventType, Side, book_columns
 from lob_platform.sources.timezones import iso_date, local_midnight_utc_ns
-from lob_platform.sources.venues import LOBSTER_EVENT_CODES, LOBSTER_TIMEZONE
+from lob_platform.sources.venues import LOBSTER_EVENT_CODES, LOBSTER_PARQUET, LOBSTER_TICK, LOBSTER_TIMEZONE
 
 log = logging.getLogger(__name__)
 EMPTY_LEVEL_PRICE = 9_999_999_999
@@ -87,14 +90,21 @@ def parse_pair_name(name: str) -> dict | None:
 
 
 def pairs_in_archive(archive: Path) -> list[LobsterFilePair]:
-    """Every message/orderbook pair inside a LOBSTER zip archive (incomplete ones carry a problem)."""
+    """Every message/orderbook pair inside a LOBSTER zip archive (incomplete ones carry a problem).
+    An archive is opened once per version of it (path, size, modification time), not per lookup."""
+    stat = archive.stat()
+    return list(_archive_pairs(archive, stat.st_size, stat.st_mtime_ns))
+
+
+@lru_cache(maxsize=4096)
+def _archive_pairs(archive: Path, size: int, mtime_ns: int) -> tuple[LobsterFilePair, ...]:
     try:
         with zipfile.ZipFile(archive) as zf:
             names = zf.namelist()
     except (zipfile.BadZipFile, OSError) as error:
         log.warning("%s is not a readable zip archive (%s); it is not read: download it again", archive, error)
-        return []
-    return _pair_up(names, archive)
+        return ()
+    return tuple(_pair_up(names, archive))
 
 
 def pairs_in_folder(folder: Path) -> list[LobsterFilePair]:
@@ -191,3 +201,64 @@ def _count_fields(data: bytes, origin: str) -> int:
         )
     return n_fields
 
+
+
+# --------------------------------------------------------------------------- the LOBSTER venue format
+
+_FORM_RANK = {"csv": 0, "zip": 1, "parquet": 2}
+_CONVERTED = re.compile(r"^(?P<product>.+)_(?P<date>\d{4}-\d{2}-\d{2})_messages\.parquet$")
+
+
+class LobsterFormat:
+    """LOBSTER days in a folder: CSV pairs, sample zips, or the converted parquet layout.
+
+    When one day exists in several forms the deepest book wins, then CSV over zip over parquet
+    (the choice is reported as the asset's source file); several time windows of one day are
+    refused, not guessed.
+    """
+
+    timezone = LOBSTER_TIMEZONE
+    weekdays_only = True
+    has_book = True
+
+    def tick_for(self, instrument: str) -> float:
+        return LOBSTER_TICK
+
+    def discover(self, venue: str, folder: Path) -> list[DayFile]:
+        if not folder.is_dir():
+            return []
+        pairs = pairs_in_folder(folder) + [p for z in sorted(folder.glob("*.zip")) for p in pairs_in_archive(z)]
+        candidates = [
+            DayFile(venue, pair.product, pair.date, pair.source, "zip" if pair.archive else "csv", tuple(pair.files),
+                    self.read, pair.levels, pair, pair.problem)
+            for pair in pairs
+        ]
+        for path in sorted(folder.glob("*_messages.parquet")):
+            match = _CONVERTED.match(path.name)
+            if match and (day := iso_date(match["date"], str(path))):
+                candidates.append(DayFile(venue, match["product"], day, str(path), "parquet", (path,), self.read, 0, path))
+        by_day: dict[tuple, list[DayFile]] = {}
+        for day in sorted(candidates, key=lambda d: (-d.levels, _FORM_RANK[d.form], d.source)):
+            by_day.setdefault((day.instrument, day.date), []).append(day)
+        return [_one_form(days) for days in by_day.values()]
+
+    def read(self, day: DayFile) -> pl.DataFrame:
+        if isinstance(day.handle, LobsterFilePair):
+            return read_lobster_pair(day.handle)
+        return read_exchange_file(day.handle, LOBSTER_PARQUET)
+
+    def expected_file(self, folder: Path, instrument: str, day: Date) -> str:
+        return (f"{folder}/{instrument}_{day}_*_message_N.csv + orderbook, a zip of them, "
+                f"or {folder}/{instrument}_{day}_messages.parquet")
+
+
+def _one_form(days: list[DayFile]) -> DayFile:
+    """The preferred form of a LOBSTER day; several time windows of it are refused, not guessed."""
+    best = days[0]
+    windows = [d for d in days if (d.levels, d.form) == (best.levels, best.form)]
+    if len(windows) == 1:
+        return best
+    sources = ", ".join(d.source for d in windows)
+    return replace(best, problem=(
+        f"{best.instrument} {best.date} comes in {len(windows)} time windows ({sources}); the platform reads "
+        "one file pair per day: merge them into one pair or keep one."))

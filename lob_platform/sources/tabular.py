@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+import re
+from datetime import date as Date, datetime
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -9,8 +12,11 @@ import polars as pl
 
 from lob_platform.errors import ConfigError, MalformedFileError
 from lob_platform.sources.csv_input import header_columns, read_bytes, read_typed_csv
-from lob_platform.sources.schema import EventType, Side
-from lob_platform.sources.venues import TIME_UNITS, ExchangeConfig
+from lob_platform.core.columns import EventType, Side
+from lob_platform.sources.catalog import DayFile
+from lob_platform.sources.venues import DATE_DIRECTIVES, TIME_UNITS, ExchangeConfig
+
+log = logging.getLogger(__name__)
 
 _NUMERIC = {"volume": pl.Float64(), "price": pl.Float64(), "order_id": pl.Int64()}
 
@@ -95,3 +101,52 @@ def _text(value: Any) -> str:
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     return str(value).lower()
+
+
+class ExchangeFormat:
+    """The files of an ``ExchangeConfig`` venue: paths under its folder (templates may contain folders)
+    that fit ``filename_template``, read with ``read_exchange_file``."""
+
+    has_book = False
+
+    def __init__(self, config: ExchangeConfig):
+        self.config = config
+        self.timezone = config.timezone
+        self.weekdays_only = config.trading_days == "weekdays"
+        self._pattern = _template_pattern(config)
+
+    def tick_for(self, instrument: str) -> float | None:
+        return self.config.tick_for(instrument)
+
+    def path_of(self, folder: Path, instrument: str, day: Date) -> Path:
+        return folder / self.config.filename_template.format(product=instrument, date=day.strftime(self.config.date_format))
+
+    def discover(self, venue: str, folder: Path) -> list[DayFile]:
+        days = []
+        for path in sorted(p for p in folder.rglob("*") if p.is_file()) if folder.is_dir() else []:
+            match = self._pattern.match(path.relative_to(folder).as_posix())
+            if match:
+                try:
+                    day = datetime.strptime(match["date"], self.config.date_format).date()
+                except ValueError:
+                    log.warning("%s: %r is not a date in %s; the file is not read", path, match["date"], self.config.date_format)
+                    continue
+                form = "parquet" if path.name.endswith(".parquet") else "csv"
+                days.append(DayFile(venue, match["product"], day, str(path), form, (path,), self.read, 0, path))
+        return days
+
+    def read(self, day: DayFile) -> pl.DataFrame:
+        return read_exchange_file(day.handle, self.config)
+
+    def expected_file(self, folder: Path, instrument: str, day: Date) -> str:
+        return str(self.path_of(folder, instrument, day))
+
+
+def _template_pattern(config: ExchangeConfig) -> re.Pattern:
+    """A file-name pattern from ``filename_template``: {product} and {date} become groups."""
+    date = re.escape(config.date_format)
+    for directive, digits in DATE_DIRECTIVES.items():
+        date = date.replace(re.escape(directive), digits)
+    pattern = re.escape(config.filename_template)
+    pattern = pattern.replace(re.escape("{product}"), r"(?P<product>.+?)").replace(re.escape("{date}"), f"(?P<date>{date})")
+    return re.compile(f"^{pattern}$")

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from lob_platform.errors import ConfigError
-from lob_platform.sources.schema import EVENT_TYPES
+from lob_platform.core.columns import EVENT_TYPES
 
 # The keys of ``column_mapping`` (seed 000's vocabulary) and whether each is required.
 MAPPING_KEYS = {"timestamp": True, "event_type": True, "volume": True, "price": True, "side": True, "order_id": False}

@@ -28,7 +28,7 @@ import numpy as np
 import polars as pl
 
 from lob_platform.features.events import KEY_COLUMNS
-from lob_platform.sources.schema import EVENT_TYPES
+from lob_platform.core.columns import EVENT_TYPES
 
 DEFAULT_BIN_COUNTS = {"price_change_ticks": 16, "log_size": 16, "log_inter_arrival_s": 32, "level": 16}
 CATEGORICAL_VOCABULARY = {"event_type": len(EVENT_TYPES), "side": 2}

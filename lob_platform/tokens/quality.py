@@ -39,3 +39,25 @@ def tokens_outside_vocabulary(tokens: pl.DataFrame, vocabulary: dict[str, int]) 
 
 def expected_sequences(events: int, seq_len: int, stride: int) -> int:
     return len(window_starts(events, seq_len, stride))
+
+
+def split_share_deviation(splits: pl.Series, fractions: dict[str, float]) -> dict[str, dict]:
+    """Per split in ``fractions``, the observed share of ``splits`` next to the expected fraction.
+
+    ``splits`` holds one split name per sequence. The share is that split's count over all
+    sequences (purged sequences with a null split count in the total but in no split). Returns
+    ``{split: {"share", "expected", "deviation"}}`` with deviation = |share - expected|; an empty
+    series gives share 0 for every split.
+    """
+    total = splits.len()
+    names = splits.cast(pl.String)
+    deviations = {}
+    for split, expected in fractions.items():
+        share = int((names == split).sum()) / total if total else 0.0
+        deviations[split] = {"share": share, "expected": expected, "deviation": abs(share - expected)}
+    return deviations
+
+
+def split_shares_within(deviations: dict[str, dict], tolerance: float) -> bool:
+    """Whether every split's deviation (from ``split_share_deviation``) is at most ``tolerance``."""
+    return all(d["deviation"] <= tolerance for d in deviations.values())

@@ -13,11 +13,11 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
+# Re-exported: other modules import the split names from here.
+from lob_platform.core.splits import SPLITS, TRAIN_VALIDATION_TEST, Split, chronological_split  # noqa: F401
+
 SEQ_LEN = 256
 STRIDE = 128
-SPLITS = ("train", "validation", "test")
-TRAIN_VALIDATION_TEST = (0.6, 0.2, 0.2)
-Split = pl.Enum(list(SPLITS))
 
 
 def window_starts(n_events: int, seq_len: int = SEQ_LEN, stride: int = STRIDE) -> np.ndarray:
@@ -30,16 +30,6 @@ def window_starts(n_events: int, seq_len: int = SEQ_LEN, stride: int = STRIDE) -
     if starts[-1] != n_events - seq_len:
         starts = np.append(starts, n_events - seq_len)
     return starts
-
-
-def chronological_split(n_rows: int, fractions: tuple[float, float, float] = TRAIN_VALIDATION_TEST) -> pl.Series:
-    """Train, validation, test by position in time (no shuffling): the first rows train."""
-    if len(fractions) != 3 or min(fractions) < 0 or abs(sum(fractions) - 1) > 1e-9:
-        raise ValueError(f"fractions must be three non-negative shares summing to 1, got {fractions}")
-    train_end = int(n_rows * fractions[0])
-    validation_end = int(n_rows * (fractions[0] + fractions[1]))
-    codes = np.searchsorted([train_end, validation_end], np.arange(n_rows), side="right")
-    return pl.Series("split", np.array(SPLITS)[codes], Split) if n_rows else pl.Series("split", [], Split)
 
 
 def token_sequences(tokens: pl.DataFrame, split: pl.Series, seq_len: int = SEQ_LEN, stride: int = STRIDE) -> pl.DataFrame:

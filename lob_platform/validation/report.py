@@ -17,8 +17,9 @@ import pandera.errors
 import polars as pl
 
 from lob_platform.errors import ValidationError
-from lob_platform.sources.schema import SOURCE_ROW, book_levels
-from lob_platform.validation.rules import MESSAGE_RULES, SNAPSHOT_RULES, Rule, applicable, rule_context
+from lob_platform.core.columns import SOURCE_ROW, book_levels
+from lob_platform.core.tables import TableKind
+from lob_platform.validation.rules import Rule, applicable, rule_context, rules_of
 from lob_platform.validation.schemas import table_schema
 
 FIRST_ROWS_SHOWN = 5
@@ -39,7 +40,7 @@ class RuleResult:
 
 @dataclass(frozen=True)
 class ValidationReport:
-    table: str
+    table: str  # the table kind's name
     rows: int
     results: list[RuleResult]
 
@@ -60,33 +61,29 @@ class ValidationReport:
         return f"{self.table}{place} break {len(lines)} rule(s):\n  " + "\n  ".join(lines)
 
 
-def _rules(table: str) -> tuple[Rule, ...]:
-    return {"messages": MESSAGE_RULES, "snapshots": SNAPSHOT_RULES}[table]
-
-
-def require_unified_schema(frame: pl.DataFrame, table: str) -> None:
+def require_unified_schema(frame: pl.DataFrame, kind: TableKind) -> None:
     """Raise ValidationError if the columns or dtypes are not the unified schema's."""
     try:
-        table_schema(table, book_levels(frame.columns), None, with_rules=False).validate(frame, lazy=True)
+        table_schema(kind, book_levels(frame.columns), None, with_rules=False).validate(frame, lazy=True)
     except pandera.errors.SchemaErrors as errors:
         problems = errors.failure_cases.select("column", "check", "failure_case").unique().head(10).rows()
-        raise ValidationError(f"{table} table does not match the unified schema: {problems}") from None
+        raise ValidationError(f"{kind} table does not match the unified schema: {problems}") from None
 
 
-def violation_masks(frame: pl.DataFrame, table: str, tick: float | None) -> tuple[list[Rule], pl.DataFrame]:
+def violation_masks(frame: pl.DataFrame, kind: TableKind, tick: float | None) -> tuple[list[Rule], pl.DataFrame]:
     """One boolean column per applicable rule, computed in a single pass."""
-    pairs = applicable(_rules(table), rule_context(frame.columns, tick))
+    pairs = applicable(rules_of(kind), rule_context(frame.columns, tick))
     return [rule for rule, _ in pairs], frame.select([expr.alias(rule.name) for rule, expr in pairs])
 
 
-def check_rules(frame: pl.DataFrame, table: str, tick: float | None) -> ValidationReport:
+def check_rules(frame: pl.DataFrame, kind: TableKind, tick: float | None) -> ValidationReport:
     """Every applicable rule's violation count and first offending source rows."""
-    require_unified_schema(frame, table)
-    rules, masks = violation_masks(frame, table, tick)
-    return _report(frame, table, rules, masks)
+    require_unified_schema(frame, kind)
+    rules, masks = violation_masks(frame, kind, tick)
+    return _report(frame, kind, rules, masks)
 
 
-def _report(frame: pl.DataFrame, table: str, rules: list[Rule], masks: pl.DataFrame) -> ValidationReport:
+def _report(frame: pl.DataFrame, kind: TableKind, rules: list[Rule], masks: pl.DataFrame) -> ValidationReport:
     counts = masks.sum().row(0) if masks.width else ()
     results = []
     for rule, count in zip(rules, counts):
@@ -94,15 +91,15 @@ def _report(frame: pl.DataFrame, table: str, rules: list[Rule], masks: pl.DataFr
         times = first.select(pl.from_epoch("ts_ns", "ns").dt.to_string("%Y-%m-%dT%H:%M:%S%.f"))["ts_ns"].to_list()
         results.append(RuleResult(rule.name, rule.description, int(count), first[SOURCE_ROW].to_list(),
                                   [t or "no time" for t in times]))
-    return ValidationReport(table, frame.height, results)
+    return ValidationReport(kind.name, frame.height, results)
 
 
 def split_valid_rejected(
-    frame: pl.DataFrame, table: str, tick: float | None, source_file: str
+    frame: pl.DataFrame, kind: TableKind, tick: float | None, source_file: str
 ) -> tuple[pl.DataFrame, pl.DataFrame, ValidationReport]:
     """(valid rows, rejected rows with ``rules`` broken and ``source_file``, report)."""
-    rules, masks = violation_masks(frame, table, tick)
-    report = _report(frame, table, rules, masks)
+    rules, masks = violation_masks(frame, kind, tick)
+    report = _report(frame, kind, rules, masks)
     if report.passed:
         return frame, rejected_frame(frame.clear(), source_file), report
     names = [rule.name for rule in rules]

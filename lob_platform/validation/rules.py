@@ -20,7 +20,8 @@ from typing import Callable
 import numpy as np
 import polars as pl
 
-from lob_platform.sources.schema import ORDER_EVENT_TYPES, SOURCE_ROW, book_levels
+from lob_platform.core.columns import ORDER_EVENT_TYPES, SOURCE_ROW, book_levels
+from lob_platform.core.tables import MESSAGES, SNAPSHOTS, TableKind
 
 TICK_TOLERANCE = 1e-6  # in ticks: float prices may be off the grid by rounding noise only
 
@@ -34,6 +35,7 @@ class Rule:
     name: str
     description: str
     violations: Callable[[Context], pl.Expr | None]
+    needs_book: bool = False  # applies only where the venue publishes the book after each event
 
 
 def _is_order_event() -> pl.Expr:
@@ -147,11 +149,11 @@ MESSAGE_RULES: tuple[Rule, ...] = (
          lambda ctx: None if ctx["tick"] is None else _is_order_event() & (
              ~(pl.col("price") > 0) | pl.when(pl.col("event_type") == "execute_hidden")
              .then(_off_grid(pl.col("price"), ctx["tick"] / 2)).otherwise(_off_grid(pl.col("price"), ctx["tick"])))),
-    Rule("book_not_crossed", "best bid is below best ask", _crossed),
+    Rule("book_not_crossed", "best bid is below best ask", _crossed, needs_book=True),
     Rule("book_levels_consistent", "levels get strictly worse with depth; empty levels (null price, size 0) only at the back",
-         _inconsistent_levels),
+         _inconsistent_levels, needs_book=True),
     Rule("book_matches_message", "message and orderbook rows are aligned: a new order inside the visible book shows as a level in its row",
-         _submission_not_in_book),
+         _submission_not_in_book, needs_book=True),
     Rule("no_duplicate_rows", "no row repeats another exactly (anonymous hidden fills excepted)", _duplicates(True)),
 )
 
@@ -164,10 +166,19 @@ SNAPSHOT_RULES: tuple[Rule, ...] = (
          for side in ("ask", "bid") for lv in range(1, ctx["levels"] + 1)])),
     Rule("price_on_tick_grid", "book prices are positive and on the tick grid", lambda ctx: None if ctx["tick"] is None else pl.any_horizontal(
         [(~(p > 0) | _off_grid(p, ctx["tick"])).fill_null(False) for side in ("ask", "bid") for p in _prices(side, ctx["levels"])])),
-    Rule("book_not_crossed", "best bid is below best ask", _crossed),
-    Rule("book_levels_consistent", "levels get strictly worse with depth; empty levels only at the back", _inconsistent_levels),
+    Rule("book_not_crossed", "best bid is below best ask", _crossed, needs_book=True),
+    Rule("book_levels_consistent", "levels get strictly worse with depth; empty levels only at the back", _inconsistent_levels,
+         needs_book=True),
     Rule("no_duplicate_rows", "no snapshot repeats another exactly", _duplicates(False)),
 )
+
+
+_RULES = {MESSAGES: MESSAGE_RULES, SNAPSHOTS: SNAPSHOT_RULES}
+
+
+def rules_of(kind: TableKind, has_book: bool = True) -> tuple[Rule, ...]:
+    """The rules of a table kind; without a book, the rules that need one are left out."""
+    return tuple(rule for rule in _RULES[kind] if has_book or not rule.needs_book)
 
 
 def rule_context(frame_columns: list[str], tick: float | None) -> Context:

@@ -74,19 +74,3 @@ def book_levels(columns: list[str]) -> int:
     while level + 1 in levels and all(c in columns for c in book_columns(level + 1)[-4:]):
         level += 1
     return level
-
-
-def message_dtypes(levels: int) -> dict[str, pl.DataType]:
-    """Full dtype map of a message table with ``levels`` book levels."""
-    schema = dict(MESSAGE_COLUMNS)
-    schema.update({c: pl.Float64() for c in book_columns(levels)})
-    schema[SOURCE_ROW] = pl.UInt32()
-    return schema
-
-
-def snapshot_dtypes(levels: int) -> dict[str, pl.DataType]:
-    """Full dtype map of a depth-snapshot table with ``levels`` book levels."""
-    schema = dict(SNAPSHOT_COLUMNS)
-    schema.update({c: pl.Float64() for c in book_columns(levels)})
-    schema[SOURCE_ROW] = pl.UInt32()
-    return schema

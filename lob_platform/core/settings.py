@@ -1,0 +1,96 @@
+"""The platform's settings: one typed object, read from one place.
+
+- Paths come from the environment (``LOB_DATA_DIR``, default ``./data``; ``LOB_WAREHOUSE_DIR``,
+  default ``./warehouse``), so a fresh clone works with no edited file.
+- Everything else is a frozen spec whose defaults are the documented ones: event/book features
+  and labels (``FeatureConfig``), bins (an unfitted ``BinEdges``), the training window of every fit
+  (``TrainingWindowSpec``), token sequences (``SequenceSpec``) and the crypto panel
+  (``PanelConfig``). The Dagster run config of an asset overrides the spec it names, per run.
+
+Every fitted table records ``spec_hash`` of the specs that made it, so a consumer (a model, a
+tokeniser) can refuse a table made under other settings: ``require_spec`` says what differs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lob_platform.errors import ConfigError
+from lob_platform.features.crypto_panel import PanelConfig
+from lob_platform.features.table import FeatureConfig
+from lob_platform.tokens.bins import BinEdges
+from lob_platform.tokens.sequences import SEQ_LEN, STRIDE
+
+
+def data_root() -> Path:
+    """Raw inputs: ``$LOB_DATA_DIR`` or ``./data``."""
+    return Path(os.environ.get("LOB_DATA_DIR", "data"))
+
+
+def warehouse_root() -> Path:
+    """Partitioned parquet outputs and the DuckDB catalogue: ``$LOB_WAREHOUSE_DIR`` or ``./warehouse``."""
+    return Path(os.environ.get("LOB_WAREHOUSE_DIR", "warehouse"))
+
+
+@dataclass(frozen=True)
+class TrainingWindowSpec:
+    """Which rows a fit for day D learns from (``lob_platform.features.training_window``)."""
+
+    train_days: int = 5  # the last this many earlier trading days whose validation passed
+    lookback_days: int = 14  # ... within this many calendar days before D
+    train_fraction: float = 0.6  # with no earlier day: the first part of D; the rest splits evenly into validation, test
+    flat_share: float = 1 / 3  # share of training rows the ternary label threshold leaves flat
+
+    def __post_init__(self) -> None:
+        if self.train_days < 1 or self.lookback_days < 1 or not 0 < self.train_fraction < 1 or not 0 < self.flat_share < 1:
+            raise ConfigError(f"TrainingWindowSpec: need train_days, lookback_days >= 1 and fractions in (0, 1); got {self}")
+
+
+@dataclass(frozen=True)
+class SequenceSpec:
+    seq_len: int = SEQ_LEN
+    stride: int = STRIDE
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_root: Path
+    warehouse_root: Path
+    features: FeatureConfig = field(default_factory=FeatureConfig)
+    bins: BinEdges = field(default_factory=BinEdges)
+    training: TrainingWindowSpec = field(default_factory=TrainingWindowSpec)
+    sequences: SequenceSpec = field(default_factory=SequenceSpec)
+    panel: PanelConfig = field(default_factory=PanelConfig)
+
+
+def load_settings() -> Settings:
+    return Settings(data_root=data_root(), warehouse_root=warehouse_root())
+
+
+def spec_hash(*specs: Any) -> str:
+    """A short, stable hash of specs (dataclasses, dicts, numbers): equal specs, equal hash."""
+    text = json.dumps([_plain(spec) for spec in specs], sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _plain(spec: Any) -> Any:
+    if dataclasses.is_dataclass(spec):
+        return {type(spec).__name__: {f.name: _plain(getattr(spec, f.name)) for f in dataclasses.fields(spec)}}
+    if isinstance(spec, dict):
+        return {str(k): _plain(v) for k, v in spec.items()}
+    if isinstance(spec, (list, tuple)):
+        return [_plain(v) for v in spec]
+    return spec
+
+
+def require_spec(table_name: str, recorded: str, expected: str) -> None:
+    """Refuse a fitted table made under other settings, saying which."""
+    if recorded != expected:
+        raise ConfigError(f"{table_name} was made with spec {recorded}, but this run's settings hash to {expected}: "
+                          "its vocabulary or thresholds do not match; refit it with these settings or use its own.")
