@@ -202,7 +202,7 @@ def main() -> None:
     if not args.archive.is_file():
         sys.exit(f"LOBSTER sample not found: {args.archive}\nput the 5-level AMZN sample day there or pass its path.")
     frame = read_lobster_pair(pairs_in_archive(args.archive)[0])
-    valid, _, _ = split_valid_rejected(frame, "messages", TICK, str(args.archive))
+    valid, _, _ = split_valid_rejected(frame, MESSAGES, TICK, str(args.archive))
     df = valid.to_pandas()
     events = valid.height
 

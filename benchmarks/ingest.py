@@ -39,15 +39,15 @@ def platform_stages(archive: Path, out: Path) -> dict[str, float]:
     started = time.perf_counter()
     frame = read_lobster_pair(pairs_in_archive(archive)[0])
     read_done = time.perf_counter()
-    valid, rejected, _ = split_valid_rejected(frame, "messages", TICK, str(archive))
+    valid, rejected, _ = split_valid_rejected(frame, MESSAGES, TICK, str(archive))
     validate_done = time.perf_counter()
     write_partition(valid, out / "platform.parquet")
     write_partition(rejected, out / "platform_rejected.parquet")
     write_done = time.perf_counter()
     levels = book_levels(frame.columns)
-    table_schema("messages", levels, TICK, with_rules=False).validate(frame, lazy=True)
-    table_schema("messages", levels, TICK).validate(valid, lazy=True)
-    rejected_schema("messages", levels).validate(rejected, lazy=True)
+    table_schema(MESSAGES, levels, TICK, with_rules=False).validate(frame, lazy=True)
+    table_schema(MESSAGES, levels, TICK).validate(valid, lazy=True)
+    rejected_schema(MESSAGES, levels).validate(rejected, lazy=True)
     return {"read": read_done - started, "validate": validate_done - read_done, "write": write_done - validate_done,
             "pandera checks": time.perf_counter() - write_done}
 

@@ -56,26 +56,12 @@ from lob_platform.sources.synthetic import MarketConfig, generate_market
 from lob_platform.storage import partition_path, write_partition
 from lob_platform.tokens.bins import compute_token_bins, fit_bins
 from lob_platform.tokens.sequences import token_sequences
+from lob_platform.sources.registry import load_venues
 from lob_platform.validation.report import split_valid_rejected
-
-try:  # the venue registry: validation takes the venue's TableKind, the tick comes from the venue
-    from lob_platform.sources.registry import load_venues
-
-    def venue_facts(root: Path) -> dict[str, tuple[object, str, object]]:
-        """venue -> (table argument of split_valid_rejected, "messages" | "snapshots", tick_for)."""
-        return {v.name: (v.kind, v.kind.name, v.tick_for) for v in load_venues(root)}
-except ImportError:  # before the registry: venues live in the catalogue and tables are named by strings
-    from lob_platform.sources.catalog import venues as load_venues
-
-    def venue_facts(root: Path) -> dict[str, tuple[object, str, object]]:
-        """venue -> (table argument of split_valid_rejected, "messages" | "snapshots", tick_for)."""
-        return {v.name: (v.table, v.table, v.tick_for) for v in load_venues(root)}
 
 REPO = Path(__file__).resolve().parents[1]
 AIM = 1.5  # orchestrated within this factor of plain
 TRAIN_DAYS, TRAIN_FRACTION, FIT_LOOKBACK_DAYS = 5, 0.6, 14  # the platform's defaults
-VALID = {"messages": "validated_messages", "snapshots": "validated_depth_snapshots"}
-REJECTED = {"messages": "rejected_messages", "snapshots": "rejected_depth_snapshots"}
 KEYS = ["event_row", "ts_ns", "source_row"]
 TAIL_CHARS = 4000
 # lob run's own timing of its runs: "ingested N instrument-days in Xs" or "R runs for N instrument-days in Xs"
@@ -86,7 +72,7 @@ def plain(data: Path, warehouse: Path) -> tuple[float, int]:
     """The main job's work as plain calls; (seconds, instrument-days)."""
     started = time.perf_counter()
     days = sorted(discover(data), key=lambda d: (d.venue, d.instrument, d.date))
-    facts = venue_facts(data)
+    venues = {v.name: v for v in load_venues(data)}
     features_so_far: dict[tuple[str, str], dict[str, pl.DataFrame]] = {}
     crypto_passed: dict[dt.date, dict[str, pl.DataFrame]] = {}
 
@@ -96,12 +82,12 @@ def plain(data: Path, warehouse: Path) -> tuple[float, int]:
     for day in days:
         date = day.date.isoformat()
         keys = {"venue": day.venue, "instrument": day.instrument, "date": date}
-        kind, table, tick_for = facts[day.venue]
-        tick = tick_for(day.instrument)
+        venue = venues[day.venue]
+        tick = venue.tick_for(day.instrument)
         raw = day.read()
-        valid, rejected, report = split_valid_rejected(raw, kind, tick, day.source)
-        write(VALID[table], valid, keys)
-        write(REJECTED[table], rejected, keys)
+        valid, rejected, report = split_valid_rejected(raw, venue.kind, tick, day.source)
+        write(venue.kind.validated, valid, keys)
+        write(venue.kind.rejected, rejected, keys)
         write("validation_reports", pl.DataFrame({
             "source_file": [day.source], "rows": [raw.height], "valid_rows": [valid.height],
             "rejected_rows": [rejected.height], "passed": [report.passed],
@@ -109,7 +95,7 @@ def plain(data: Path, warehouse: Path) -> tuple[float, int]:
         }), keys)
         if not report.passed:  # blocking checks: the platform stops this partition here
             continue
-        if table == "snapshots":
+        if venue.kind.name == "snapshots":
             crypto_passed.setdefault(day.date, {})[day.instrument] = valid
             continue
         if tick is None:
@@ -135,7 +121,7 @@ def plain(data: Path, warehouse: Path) -> tuple[float, int]:
                                 split.to_frame()], how="horizontal")
             write("labels", labels, keys)
 
-    for date in sorted({d.date for d in days if facts[d.venue][1] == "snapshots"}):
+    for date in sorted({d.date for d in days if venues[d.venue].kind.name == "snapshots"}):
         panel = build_panel(crypto_passed.get(date, {}), date)
         write("panel_5s", panel.frame, {"venue": "crypto", "date": date.isoformat()})
     return time.perf_counter() - started, len(days)

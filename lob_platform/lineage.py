@@ -24,7 +24,7 @@ import polars as pl
 from lob_platform.core.tables import REPORT_TABLE
 from lob_platform.errors import LobDataError
 from lob_platform.features.training_window import DayStatus, WindowPlan, plan_training_window
-from lob_platform.storage import partition_path, partition_version
+from lob_platform.storage import partition_path, partition_version, scan_partitions
 
 FEATURES = "features"
 BIN_EDGES = "bin_edges"
@@ -58,6 +58,11 @@ class Warehouse:
 
     def read(self, table: str, venue: str, date: str, instrument: str | None = None) -> pl.DataFrame:
         return pl.read_parquet(self.path(table, venue, date, instrument))
+
+    def scan(self, table: str, venue: str, dates: list[str], instrument: str | None = None) -> pl.LazyFrame | None:
+        """The written partitions of ``dates`` as one lazy frame (a ``partition`` column says the date):
+        nothing is read until collected, and then only the columns selected."""
+        return scan_partitions({date: self.path(table, venue, date, instrument) for date in dates})
 
     def passed(self, venue: str, instrument: str, date: str) -> bool | None:
         """The validation outcome of an instrument-day, or None when it was never validated."""

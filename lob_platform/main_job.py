@@ -153,8 +153,7 @@ def project_message(error) -> str:
 def describe(request: dg.RunRequest) -> str:
     partition = str(request.partition_key).split("|")
     where = " ".join(reversed(partition)) if len(partition) == 2 else partition[0]
-    venue = request.job_name.removeprefix("ingest_") if request.job_name.startswith("ingest_") else "crypto"
-    return f"{venue} {where} {request.tags.get('lob/what', request.job_name)}"
+    return f"{request.tags['lob/venue']} {where} {request.tags['lob/what']}"
 
 
 def settle(instance: dg.DagsterInstance, first: list[dg.RunRequest], next_requests, pool, progress=print) -> dict:
@@ -223,7 +222,7 @@ def run_main_job() -> int:
     print_summary()
     failures = [(request, outcome) for request, outcome in outcomes.values() if not outcome["success"]]
     for request, outcome in failures:
-        source = catalogue.find(request.job_name.removeprefix("ingest_"), *_instrument_date(request))
+        source = catalogue.find(request.tags["lob/venue"], *_instrument_date(request))
         where = f" ({source.source})" if source else ""
         print(f"FAILED {describe(request)}{where}: {'; '.join(outcome['reasons'])}")
     return 1 if failures else 0

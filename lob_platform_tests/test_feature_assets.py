@@ -10,37 +10,36 @@ import dagster as dg
 import polars as pl
 import pytest
 
-from lob_platform.defs.crypto_panel import passed_instruments
-from lob_platform.defs.features import fit_checks
-from lob_platform.definitions import defs
+from lob_platform.defs import build_definitions
+from lob_platform.defs.features import expected_split_shares, fit_checks, fit_window
 from lob_platform.features.crypto_panel import has_panel_layout
 from lob_platform.features.labels import fit_label_thresholds
+from lob_platform.features.panel_quality import MIN_PANEL_COVERAGE, coverage_failures, panel_coverage
 from lob_platform.features.training_window import SAME_DAY_SPLIT, TrainingWindow
+from lob_platform.lineage import Warehouse
 from lob_platform.main_job import register_instruments
 from lob_platform.sources.catalog import discover
+from lob_platform.sources.registry import load_venues
 from lob_platform.sources.synthetic import MarketConfig, generate_market
+from lob_platform.storage import partition_path, write_partition
+from lob_platform.tokens.drift import PSI_WARNING, token_drift
+from lob_platform.tokens.quality import split_share_deviation, split_shares_within
 from lob_platform.tokens.bins import BinEdges, fit_bins
 from lob_platform.warehouse import query, refresh_views
+from lob_platform_tests.helpers import day, warehouse_table as table
+
+pytestmark = pytest.mark.slow
 
 MONDAY, TUESDAY = "2024-03-04", "2024-03-05"
 MARKET = MarketConfig(start_date=MONDAY, n_days=2, lobster_tickers=("ACME",), lobster_levels=5, lobster_events_per_day=3_000,
                       mic_products=(), crypto_pairs=("BTC-USDT",), crypto_exchanges=("binance_perp", "binance_spot"),
                       crypto_hours_per_day=1.0)
-FEATURE_CHECKS = ["lobster/bin_edges:edges_monotonic", "lobster/bin_edges:no_empty_bin", "lobster/event_tokens:tokens_in_vocabulary",
-                  "lobster/features:finite_features", "lobster/features:label_balance", "lobster/token_sequences:sequence_count"]
+FEATURE_CHECKS = ["lobster/bin_edges:edges_monotonic", "lobster/bin_edges:no_empty_bin", "lobster/event_tokens:token_drift",
+                  "lobster/features:finite_features", "lobster/features:label_balance", "lobster/token_sequences:split_shares"]
 
 
-def table(name: str, date: str, venue="lobster", instrument: str | None = "ACME") -> pl.DataFrame:
-    parts = [os.environ["LOB_WAREHOUSE_DIR"], name, f"venue={venue}"] + ([f"instrument={instrument}"] if instrument else [])
-    return pl.read_parquet(Path(*parts, f"date={date}", "part-0.parquet"))
-
-
-def run(instance, job: str, partition) -> dg.ExecuteInProcessResult:
+def run(defs, instance, job: str, partition) -> dg.ExecuteInProcessResult:
     return defs.resolve_job_def(job).execute_in_process(partition_key=partition, instance=instance, raise_on_error=False)
-
-
-def day(date: str, instrument="ACME") -> dg.MultiPartitionKey:
-    return dg.MultiPartitionKey({"date": date, "instrument": instrument})
 
 
 @pytest.fixture(scope="module")
@@ -52,11 +51,12 @@ def market(tmp_path_factory):
         patch.setenv("LOB_WAREHOUSE_DIR", str(root / "warehouse"))
         generate_market(root / "data", MARKET)
         register_instruments(instance, discover())
-        results = {date: run(instance, "ingest_lobster", day(date)) for date in (MONDAY, TUESDAY)}
+        defs = build_definitions(load_venues())
+        results = {date: run(defs, instance, "ingest_lobster", day(date)) for date in (MONDAY, TUESDAY)}
         for instrument in ("binance_perp.BTCUSDT", "binance_spot.BTCUSDT"):
-            assert run(instance, "ingest_crypto", day(MONDAY, instrument)).success
-        results["panel"] = run(instance, "build_crypto_panel", MONDAY)
-        yield results, instance, patch
+            assert run(defs, instance, "ingest_crypto", day(MONDAY, instrument)).success
+        results["panel"] = run(defs, instance, "build_crypto_panel", MONDAY)
+        yield results, instance, defs
 
 
 def test_every_feature_check_runs_and_passes(market):
@@ -103,9 +103,10 @@ def test_crypto_panel_lines_up_every_instrument_and_warns_on_staleness(market):
     results, _, _ = market
     assert results["panel"].success
     checks = {c.check_name: c for c in results["panel"].get_asset_check_evaluations()}
-    assert checks["panel_layout"].passed
     # the market trades one hour a day: the rest of the grid is stale, a warning that does not block
     assert not checks["staleness"].passed and checks["staleness"].severity == dg.AssetCheckSeverity.WARN
+    coverage = checks["panel_coverage"].metadata["coverage"].value
+    assert checks["panel_coverage"].passed and 0.03 < coverage["binance_perp.BTCUSDT"] < 0.05  # one hour of 24
     panel = table("panel_5s", MONDAY, venue="crypto", instrument=None)
     assert panel.shape == (17_280, 1 + 240 + 24)
     assert panel["binance_perp.BTCUSDT.bid_price_1"].drop_nulls().len() > 500
@@ -113,10 +114,10 @@ def test_crypto_panel_lines_up_every_instrument_and_warns_on_staleness(market):
 
 
 def test_rerunning_a_day_rewrites_identical_files(market):
-    _, instance, _ = market
+    _, instance, defs = market
     names = ("features", "bin_edges", "event_tokens", "token_sequences", "labels")
     before = {n: table(n, TUESDAY).write_ipc(None).getvalue() for n in names}
-    assert run(instance, "ingest_lobster", day(TUESDAY)).success
+    assert run(defs, instance, "ingest_lobster", day(TUESDAY)).success
     assert {n: table(n, TUESDAY).write_ipc(None).getvalue() for n in names} == before
 
 
@@ -137,18 +138,43 @@ def test_fit_on_no_training_rows_fails_no_empty_bin():
     assert checks["no_empty_bin"].description == "no training rows: nothing to fit on"
 
 
-def test_panel_leaves_out_instruments_whose_validation_failed():
-    frame = pl.DataFrame({"ts_ns": [1]})
-    snapshots = {f"{MONDAY}|binance_perp.BTCUSDT": frame, f"{MONDAY}|bybit_spot.BTCUSDT": frame}
-    reports = {f"{MONDAY}|binance_perp.BTCUSDT": pl.DataFrame({"passed": [True]}),
-               f"{MONDAY}|bybit_spot.BTCUSDT": pl.DataFrame({"passed": [False]})}
-    kept, excluded = passed_instruments(snapshots, reports)
-    assert list(kept) == ["binance_perp.BTCUSDT"] and excluded == ["bybit_spot.BTCUSDT"]
+def test_panel_reads_validated_instruments_leaves_out_failed_ones_and_waits_for_pending(tmp_path):
+    warehouse = Warehouse(tmp_path)
+    for instrument, passed in (("binance_perp.BTCUSDT", True), ("bybit_spot.BTCUSDT", False)):
+        keys = {"venue": "crypto", "instrument": instrument, "date": MONDAY}
+        write_partition(pl.DataFrame({"passed": [passed]}), partition_path(tmp_path, "validation_reports", keys))
+        write_partition(pl.DataFrame({"ts_ns": [1]}), partition_path(tmp_path, "validated_depth_snapshots", keys))
+    instruments = ["binance_perp.BTCUSDT", "bybit_spot.BTCUSDT", "binance_spot.BTCUSDT"]
+    versions, failed, pending = warehouse.panel_inputs("crypto", MONDAY, instruments, "validated_depth_snapshots")
+    assert list(versions) == ["binance_perp.BTCUSDT"] and len(versions["binance_perp.BTCUSDT"]) == 16
+    assert (failed, pending) == (["bybit_spot.BTCUSDT"], ["binance_spot.BTCUSDT"])
 
 
-def test_panel_layout_check_fails_on_a_reordered_or_short_panel(market):
+def test_panel_coverage_check_passes_on_the_market_and_fails_on_a_thin_instrument(market):
     panel = table("panel_5s", MONDAY, venue="crypto", instrument=None)
     assert has_panel_layout(panel)
-    columns = panel.columns
-    assert not has_panel_layout(panel.select(columns[0], columns[2], columns[1], *columns[3:]))
-    assert not has_panel_layout(panel.head(17_279))
+    included = ["binance_perp.BTCUSDT", "binance_spot.BTCUSDT"]
+    assert coverage_failures(panel_coverage(panel, included), included, MIN_PANEL_COVERAGE) == {}
+    quotes = [c for c in panel.columns if c.startswith("binance_spot.BTCUSDT.") and "_price_" in c]
+    thin = panel.with_columns(pl.when(pl.int_range(pl.len()) >= 100).then(None).otherwise(pl.col(c)).alias(c) for c in quotes)
+    assert list(coverage_failures(panel_coverage(thin, included), included, MIN_PANEL_COVERAGE)) == ["binance_spot.BTCUSDT"]
+
+
+def test_split_shares_check_passes_for_each_fit_and_fails_against_another(market):
+    for date in (MONDAY, TUESDAY):
+        window = fit_window(table("bin_edges", date))
+        splits = table("token_sequences", date)["split"].cast(pl.String)
+        assert split_shares_within(split_share_deviation(splits, expected_split_shares(window)), 0.05 + 1 / splits.len())
+    tuesday = table("token_sequences", TUESDAY)["split"].cast(pl.String)  # all test: fit on Monday
+    monday_fit = expected_split_shares(fit_window(table("bin_edges", MONDAY)))  # 60 / 20 / 20
+    assert not split_shares_within(split_share_deviation(tuesday, monday_fit), 0.1)
+
+
+def test_token_drift_check_is_quiet_on_a_like_day_and_warns_on_a_shifted_one(market):
+    results, _, _ = market
+    (drift,) = [c for c in results[TUESDAY].get_asset_check_evaluations() if c.check_name == "token_drift"]
+    assert drift.passed and max(drift.metadata["psi"].value.values()) < PSI_WARNING
+    edges, tokens = table("bin_edges", TUESDAY), table("event_tokens", TUESDAY)
+    vocabulary = BinEdges.from_frame(edges).vocabulary()
+    shifted = {"log_size_bin": [0] * (vocabulary["log_size_bin"] - 2) + [1, 0]}  # training saw one size bin only
+    assert token_drift(tokens, shifted, vocabulary)["log_size_bin"] > PSI_WARNING

@@ -1,5 +1,6 @@
-"""The main job end to end on real sample days: ingest, catalogue, summary, and a failing day
-reported by name without stopping the others."""
+"""The main job end to end on real sample days and the synthetic market: ingest, catalogue,
+summary, a failing day reported by name (the project's own message) without stopping the others,
+and runs a killed main job left "started"."""
 
 from __future__ import annotations
 
@@ -7,9 +8,15 @@ import shutil
 
 import pytest
 
+import dagster as dg
+
 from lob_platform.cli import main
+from lob_platform.main_job import HOST_TAG, PID_TAG, fail_abandoned_runs
+from lob_platform.sources.synthetic import MarketConfig, generate_market
 from lob_platform_tests.conftest import CRYPTO_SAMPLES, require
 from lob_platform_tests.helpers import corrupt, negate_size, replace_line
+
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
@@ -28,7 +35,7 @@ def test_main_job_ingests_every_day_and_answers_sql(amzn_day_dir, home, capsys):
     _add_crypto_sample(amzn_day_dir)
     assert main(["run"]) == 0
     printed = capsys.readouterr().out
-    assert "[1/2] crypto binance_perp.BTCUSDT 2020-09-01: ok" in printed
+    assert "crypto binance_perp.BTCUSDT 2020-09-01 ingest: ok" in printed
     assert "lobster\tAMZN\t1\t57515" in printed
     assert (home / "dagster.yaml").exists()
     assert main(["sql", "select venue, count(*) from validated_depth_snapshots group by all"]) == 0
@@ -40,7 +47,7 @@ def test_main_job_reports_a_blocked_day_and_still_ingests_the_rest(amzn_csv_pair
     corrupt(amzn_csv_pair, data_dir, message_edit=replace_line(777, negate_size))
     assert main(["run"]) == 1
     printed = capsys.readouterr().out
-    assert "crypto binance_perp.BTCUSDT 2020-09-01: ok" in printed
+    assert "crypto binance_perp.BTCUSDT 2020-09-01 ingest: ok" in printed
     assert "FAILED lobster AMZN 2012-06-21" in printed and "positive_size: 1 rows" in printed
     main(["sql", "select rules, source_row from rejected_messages"])
     assert capsys.readouterr().out.splitlines()[1:] == ["positive_size\t777"]
@@ -66,5 +73,39 @@ def test_main_job_names_unreadable_and_out_of_range_days(amzn_csv_pair, data_dir
     assert main(["run"]) == 1
     printed = capsys.readouterr().out
     assert "not ingested: " in printed and "OLD_1999-06-21" in printed and "outside the partitions" in printed
-    assert "crypto binance_perp.BTCUSDT 2020-09-01: ok" in printed
+    assert "crypto binance_perp.BTCUSDT 2020-09-01 ingest: ok" in printed
     assert "FAILED lobster AMZN 2012-06-21" in printed and "orderbook file for AMZN 2012-06-21 (1 levels) is missing" in printed
+
+
+def test_a_malformed_field_is_reported_with_the_projects_message_not_the_parsers(data_dir, home, tmp_path, capsys):
+    paths = generate_market(tmp_path / "generated", MarketConfig(n_days=1, lobster_tickers=("ACME",), lobster_levels=2,
+                                                                 lobster_events_per_day=500, mic_products=(), crypto_pairs=()))
+    pair = (next(p for p in paths if "_message_" in p.name), next(p for p in paths if "_orderbook_" in p.name))
+
+    def letter_in_size(line):
+        fields = line.split(",")
+        fields[3] = fields[3] + "x"
+        return ",".join(fields)
+
+    corrupt(pair, data_dir, message_edit=replace_line(7, letter_in_size))
+    assert main(["run"]) == 1
+    failed = [line for line in capsys.readouterr().out.splitlines() if line.startswith("FAILED")]
+    assert len(failed) == 1 and "FAILED lobster ACME 2024-03-04" in failed[0]
+    assert "message_2.csv: cannot be read; line 7: column 'size'" in failed[0] and "is not a whole number" in failed[0]
+
+
+def test_runs_a_killed_main_job_left_started_are_marked_failed_with_the_reason():
+    import os
+    import socket
+
+    with dg.instance_for_test() as instance:
+        here = {HOST_TAG: socket.gethostname()}
+        killed = dg.DagsterRun(job_name="ingest_lobster", status=dg.DagsterRunStatus.STARTED, tags={**here, PID_TAG: "999999999"})
+        alive = dg.DagsterRun(job_name="ingest_lobster", status=dg.DagsterRunStatus.STARTED, tags={**here, PID_TAG: str(os.getpid())})
+        for run in (killed, alive):
+            instance.add_run(run)
+        assert fail_abandoned_runs(instance) == [killed.run_id]
+        assert instance.get_run_by_id(killed.run_id).status == dg.DagsterRunStatus.FAILURE
+        assert instance.get_run_by_id(alive.run_id).status == dg.DagsterRunStatus.STARTED
+        (failure,) = instance.all_logs(killed.run_id, of_type=dg.DagsterEventType.RUN_FAILURE)
+        assert "pid 999999999" in failure.message and "killed or crashed" in failure.message

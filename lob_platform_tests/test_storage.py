@@ -92,3 +92,29 @@ def test_numeric_instrument_names_stay_text_so_views_join(tmp_path):
     assert refresh_views(tmp_path)["validated_messages"] == 4
     _, rows = query(tmp_path, "select typeof(instrument), typeof(date) from validated_messages limit 1")
     assert rows == [("VARCHAR", "DATE")]
+
+
+def test_next_write_removes_temporaries_of_a_killed_writer_only(tmp_path):
+    import os
+
+    path = partition_path(tmp_path, "t", {"date": "2024-03-04"})
+    path.parent.mkdir(parents=True)
+    dead = path.parent / ".999999999.abc.parquet.tmp"  # no such process: its writer was killed
+    live = path.parent / f".{os.getppid()}.def.parquet.tmp"  # a running process may still be writing it
+    dead.write_bytes(b"PAR1 half")
+    live.write_bytes(b"PAR1 half")
+    write_partition(frame(3), path)
+    assert not dead.exists() and live.exists()
+    assert pl.read_parquet(path).height == 3
+
+
+def test_partition_version_is_a_hash_of_the_bytes(tmp_path):
+    from lob_platform.storage import partition_version
+
+    first, second = partition_path(tmp_path, "a", {"date": "d"}), partition_path(tmp_path, "b", {"date": "d"})
+    write_partition(frame(5), first)
+    write_partition(frame(5), second)
+    assert partition_version(first) == partition_version(second) and len(partition_version(first)) == 16
+    write_partition(frame(5, offset=1), second)
+    assert partition_version(first) != partition_version(second)
+    assert partition_version(tmp_path / "missing.parquet") is None

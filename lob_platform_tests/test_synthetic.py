@@ -287,7 +287,7 @@ def test_no_lead_lag_without_signal(tmp_path):
 CRYPTO_HEADER = "exchange,symbol,timestamp,local_timestamp," + ",".join(
     f"asks[{i}].price,asks[{i}].amount,bids[{i}].price,bids[{i}].amount" for i in range(5)
 )
-PRICE_DECIMALS = {"BTCUSDT": 1, "WLDUSDT": 4}
+PRICE_DECIMALS = {"BTCUSDT": 2, "WLDUSDT": 4}  # the registry's ticks
 
 
 def test_crypto_snapshot_format(small_market):

@@ -10,7 +10,8 @@ import pytest
 
 from lob_platform.features.training_window import PREVIOUS_DAYS, SAME_DAY_SPLIT, training_window
 from lob_platform.tokens.bins import BinEdges, BinsNotFitted, compute_token_bins, fit_bins, quantile_edges
-from lob_platform.tokens.quality import empty_bins, expected_sequences, non_monotonic_edges, tokens_outside_vocabulary
+from lob_platform.tokens.drift import token_counts
+from lob_platform.tokens.quality import empty_bins, non_monotonic_edges
 from lob_platform.tokens.sequences import chronological_split, sequence_array, token_sequences, window_starts
 
 from .conftest import AMZN_5, require
@@ -42,7 +43,7 @@ def test_every_bin_holds_training_rows_and_nulls_get_the_last_token():
     tokens = compute_token_bins(frame([-5.0, 0.0, 4.0, 100.0, None]), bins)
     assert tokens["log_size_bin"].to_list() == [0, 0, 1, 3, 4]
     assert bins.vocabulary()["log_size_bin"] == 5
-    assert tokens_outside_vocabulary(tokens, bins.vocabulary()) == {}
+    assert all(token_counts(tokens, c, n).sum() == tokens.height for c, n in bins.vocabulary().items())  # none outside
 
 
 def test_bins_fit_on_one_window_are_applied_unchanged_to_later_data():
@@ -79,14 +80,14 @@ def test_edge_and_vocabulary_checks_fail_on_bad_input():
     stale = BinEdges(bin_counts=ONE_FEATURE, edges={"log_size": (1.0, 2.0, 3.0)})
     assert empty_bins(frame([0.5, 2.5]), stale) == {"log_size": [1, 3]}
     tokens = pl.DataFrame({"log_size_bin": pl.Series([0, 4, 5], dtype=pl.UInt16)})
-    assert tokens_outside_vocabulary(tokens, {"log_size_bin": 5}) == {"log_size_bin": 1}
+    with pytest.raises(ValueError, match="log_size_bin.*1 token ids outside the vocabulary 0..4"):
+        token_counts(tokens, "log_size_bin", 5)
 
 
 def test_window_starts_cover_the_day_and_a_short_day_has_none():
     assert window_starts(1000, 256, 128).tolist() == [0, 128, 256, 384, 512, 640, 744]  # the tail window ends at 999
     assert window_starts(512, 256, 128).tolist() == [0, 128, 256]
     assert window_starts(255, 256, 128).tolist() == []
-    assert expected_sequences(1000, 256, 128) == 7
 
 
 def test_sequences_map_back_to_event_rows_and_take_the_split_of_their_last_event():
@@ -142,7 +143,7 @@ def test_seed_000_example_workflow_runs_as_written_on_a_real_lobster_day(data_di
     tokens = compute_token_bins(features, bins)
 
     assert df.height == features.height == tokens.height == 155_935
-    assert tokens_outside_vocabulary(tokens, bins.vocabulary()) == {}
+    assert all(token_counts(tokens, c, n).sum() == tokens.height for c, n in bins.vocabulary().items())  # none outside
     assert empty_bins(features, bins) == {}
     assert tokens["source_row"].to_list() == df["source_row"].to_list()
     assert min(bins.bins(f) for f in bins.edges) >= 5  # real data fills real bins

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import polars as pl
@@ -115,28 +112,11 @@ def test_venue_declared_in_venues_toml_is_loaded_by_name(data_dir):
 
 def test_bad_venues_toml_says_where(data_dir):
     (data_dir / "venues.toml").write_text('[mic]\nfilename_template = "{date}.csv"\n')
-    with pytest.raises(ConfigError, match=r"venues.toml: venue name \[mic\]"):
+    with pytest.raises(ConfigError, match=r"venues.toml, line 1: venue name \[mic\]"):
         load_messages("X", "whatever", ["200601.000000", "200601.235959"])
     (data_dir / "venues.toml").write_text('[mycoin]\nfilename_template = "{date}.csv"\ncolour = "red"\n')
-    with pytest.raises(ConfigError, match=r"\[mycoin\]: .*colour"):
+    with pytest.raises(ConfigError, match=r"venues.toml, line 3: \[mycoin\] field 'colour' is not an ExchangeConfig field"):
         load_messages("X", "mycoin", ["200601.000000", "200601.235959"])
-
-
-def test_declared_venue_becomes_assets_with_no_code_change(tmp_path):
-    """The real code location, loaded in a fresh process against a data folder with venues.toml."""
-    data = tmp_path / "data"
-    (data / "mycoin").mkdir(parents=True)
-    (data / "venues.toml").write_text(VENUES_TOML)
-    (data / "mycoin" / "BTCUSD_20200601.csv").write_text(CRYPTO_FEED)
-    env = {**os.environ, "LOB_DATA_DIR": str(data), "LOB_WAREHOUSE_DIR": str(tmp_path / "wh"),
-           "DAGSTER_HOME": str(tmp_path / "home"), "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
-    run = subprocess.run([sys.executable, "-m", "lob_platform", "run"], env=env, cwd=tmp_path, capture_output=True, text=True)
-    assert run.returncode == 0, run.stderr[-2000:]
-    assert "[1/1] mycoin BTCUSD 2020-06-01: ok" in run.stdout
-    query = subprocess.run([sys.executable, "-m", "lob_platform", "sql",
-                            "select venue, instrument, count(*) from validated_messages group by all"],
-                           env=env, cwd=tmp_path, capture_output=True, text=True)
-    assert query.stdout.splitlines()[1:] == ["mycoin\tBTCUSD\t4"]
 
 
 def test_nanosecond_csv_timestamps_keep_every_digit(tmp_path):
@@ -187,14 +167,54 @@ def test_broken_gzip_names_the_file(tmp_path):
 
 
 def test_templates_with_folders_and_bad_templates(tmp_path):
-    from lob_platform.sources.catalog import _config_days
+    from lob_platform.sources.tabular import ExchangeFormat
 
     nested = order_feed_config(tmp_path, filename_template="{product}/{date}.csv", date_format="%Y/%m/%d")
     (tmp_path / "BTCUSD" / "2020" / "06").mkdir(parents=True)
     (tmp_path / "BTCUSD" / "2020" / "06" / "01.csv").write_text(CRYPTO_FEED)
-    (day,) = _config_days("mycoin", nested)
+    (day,) = ExchangeFormat(nested).discover("mycoin", tmp_path)
     assert (day.instrument, str(day.date), day.read().height) == ("BTCUSD", "2020-06-01", 4)
     with pytest.raises(ConfigError, match="one \\{product\\} and one \\{date\\}"):
         order_feed_config(tmp_path, filename_template="{date}.csv")
     with pytest.raises(ConfigError, match="uses \\['%b'\\]"):
         order_feed_config(tmp_path, date_format="%d%b%Y")
+
+
+def test_validate_messages_uses_the_tick_the_asset_path_uses(data_dir):
+    from lob_platform.sources.registry import venue_named
+
+    (data_dir / "venues.toml").write_text(VENUES_TOML.replace("tick_size = 0.5", "tick_size = { BTCUSD = 0.5, ETHUSD = 0.25 }"))
+    venue = venue_named("mycoin")
+    assert (venue.tick_for("BTCUSD"), venue.tick_for("ETHUSD"), venue.tick_for("XRPUSD")) == (0.5, 0.25, None)
+    (data_dir / "mycoin").mkdir()
+    (data_dir / "mycoin" / "ETHUSD_20200601.csv").write_text(CRYPTO_FEED.replace("9500.5", "9500.25").replace("9501.0", "9501.25"))
+    frame = load_messages("ETHUSD", "mycoin", ["200601.000000", "200601.235959"])
+    validate_messages(frame, "mycoin", product="ETHUSD")  # on ETHUSD's 0.25 grid
+    with pytest.raises(Exception, match="price_on_tick_grid"):
+        validate_messages(frame, "mycoin", product="BTCUSD")  # not on BTCUSD's 0.5 grid
+
+
+def test_discovery_opens_each_zip_once_per_delivery(data_dir, monkeypatch):
+    import zipfile
+
+    from lob_platform.sources.catalog import discover
+    from lob_platform_tests.conftest import AMZN_1, require
+    import shutil
+
+    (data_dir / "lobster").mkdir()
+    archive = data_dir / "lobster" / AMZN_1.name
+    shutil.copy(require(AMZN_1), archive)
+    opened = []
+    real = zipfile.ZipFile
+
+    def counting(path, *args, **kwargs):
+        opened.append(path)
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(zipfile, "ZipFile", counting)
+    for _ in range(3):
+        assert [d.instrument for d in discover(data_dir)] == ["AMZN"]
+    assert len(opened) == 1
+    archive.touch()  # a new delivery is looked into again
+    discover(data_dir)
+    assert len(opened) == 2

@@ -92,7 +92,7 @@ def ingest_request(venue: Venue, day: DayFile, settings: Settings, run_key: str 
         keys += fit_chain_keys(venue) if plan.ready else []
     what = "ingest+fit" if len(keys) > len(ingest_keys(venue)) else "ingest"
     return dg.RunRequest(run_key=run_key, job_name=ingest_job_name(venue), partition_key=partition_key(day),
-                         asset_selection=keys, tags={"lob/what": what})
+                         asset_selection=keys, tags={"lob/venue": venue.name, "lob/what": what})
 
 
 def plan_new_files(
@@ -146,7 +146,7 @@ def refit_requests(venues: list[Venue], settings: Settings, instance: dg.Dagster
             requests.append(dg.RunRequest(
                 run_key=f"fit|{day_key(day)}|{digest(json.dumps(expected, sort_keys=True))}",
                 job_name=ingest_job_name(venue), partition_key=partition, asset_selection=fit_chain_keys(venue),
-                tags={"lob/what": "fit"}))
+                tags={"lob/venue": venue.name, "lob/what": "fit"}))
     return requests
 
 
@@ -162,7 +162,7 @@ def panel_requests(venues: list[Venue], instance: dg.DagsterInstance) -> list[dg
             if recorded_panel_inputs(instance, key, date) == versions:
                 continue
             requests.append(dg.RunRequest(run_key=f"panel|{venue.name}|{date}|{digest(json.dumps(versions, sort_keys=True))}",
-                                          job_name=PANEL_JOB, partition_key=date, tags={"lob/what": "panel"}))
+                                          job_name=PANEL_JOB, partition_key=date, tags={"lob/venue": venue.name, "lob/what": "panel"}))
     return requests
 
 

@@ -46,9 +46,9 @@ def build_panel_asset(venue: Venue, settings: Settings) -> dg.AssetsDefinition:
               dg.AssetDep(venue_key(venue, REPORT_TABLE), partition_mapping=every_instrument)],
         partitions_def=trading_date,
         check_specs=[
-            dg.AssetCheckSpec("panel_coverage", asset=key, blocking=True, description=(
+            dg.AssetCheckSpec("panel_coverage", asset=key, description=(
                 f"every instrument the panel includes has a best bid and ask on at least {MIN_PANEL_COVERAGE:.0%} of "
-                "the grid (otherwise its columns are nearly all null)")),
+                "the grid, otherwise its columns are nearly all null (a warning: a short capture still gets a panel)")),
             dg.AssetCheckSpec("staleness", asset=key,
                               description=f"no instrument stale on more than {STALE_LIMIT:.0%} of the grid (a warning)"),
         ],
@@ -74,7 +74,7 @@ def build_panel_asset(venue: Venue, settings: Settings) -> dg.AssetsDefinition:
         })
         coverage = panel_coverage(panel.frame, settings.panel.instruments)
         thin = coverage_failures(coverage, list(versions), MIN_PANEL_COVERAGE)
-        yield dg.AssetCheckResult(asset_key=key, check_name="panel_coverage", passed=not thin,
+        yield dg.AssetCheckResult(asset_key=key, check_name="panel_coverage", passed=not thin, severity=dg.AssetCheckSeverity.WARN,
                                   description=f"{len(thin)} included instrument(s) below {MIN_PANEL_COVERAGE:.0%}" if thin
                                   else "every included instrument is covered",
                                   metadata={"coverage": dg.MetadataValue.json({i: round(c, 4) for i, c in coverage.items()}),

@@ -150,7 +150,9 @@ def build_fit_assets(venue: Venue, settings: Settings) -> dg.AssetsDefinition:
         warehouse = Warehouse(warehouse_root())
         if warehouse.version(FEATURES, venue.name, date, instrument) is None:
             raise InputsNotReady(f"{venue.name}/features {date}|{instrument} is not materialized: materialize it first.")
-        rows = window_rows(plan, lambda day: warehouse.read(FEATURES, venue.name, day, instrument), training.train_fraction)
+        fitted = [*settings.bins.bin_counts, *(f"label_return_{k}ev" for k in settings.features.label_horizons if venue.has_book)]
+        rows = window_rows(plan, lambda day: warehouse.scan(FEATURES, venue.name, [day], instrument).select(fitted).collect(),
+                           training.train_fraction)
         bins = fit_bins(rows.rows, settings.bins)
         provenance = {"fit_scope": rows.scope, "fit_dates": ",".join(rows.dates), "fit_train_fraction": rows.train_fraction,
                       "fit_excluded": ",".join(rows.excluded), "fit_inputs": warehouse.fit_inputs(plan, venue.name, instrument),

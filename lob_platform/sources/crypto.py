@@ -16,6 +16,7 @@ import polars as pl
 from lob_platform.errors import MalformedFileError
 from lob_platform.sources.catalog import DayFile
 from lob_platform.sources.timezones import iso_date
+from lob_platform.sources.venues import CRYPTO_EXCHANGES
 from lob_platform.sources.csv_input import header_columns, read_bytes, read_typed_csv
 from lob_platform.core.columns import SOURCE_ROW, book_columns
 
@@ -79,6 +80,7 @@ class SnapshotFormat:
     timezone = "UTC"
     weekdays_only = False
     has_book = True
+    exchanges = CRYPTO_EXCHANGES
 
     def tick_for(self, instrument: str) -> float | None:
         return CRYPTO_TICKS.get(instrument.split(".", 1)[-1])

@@ -13,7 +13,7 @@ from lob_platform.core.settings import data_root
 from lob_platform.core.tables import MESSAGES, SNAPSHOTS
 from lob_platform.errors import ConfigError, DataFileNotFound
 from lob_platform.sources.crypto import instrument_name
-from lob_platform.sources.registry import Venue, exchange_venue, venue_named
+from lob_platform.sources.registry import Venue, exchange_venue, load_venues, venue_named
 from lob_platform.sources.timezones import local_datetime_utc_ns
 from lob_platform.sources.venues import ExchangeConfig
 from lob_platform.validation.report import check_rules, raise_on_failures
@@ -79,10 +79,10 @@ def _root(data_dir: str | Path | None) -> Path:
 def _message_venue(source: str, config: ExchangeConfig | None, data_dir) -> Venue:
     if config is not None:
         return exchange_venue(source, config)
-    venue = venue_named(source, _root(data_dir))
-    if venue.kind is not MESSAGES:
+    venues = load_venues(_root(data_dir))
+    if any(source == v.name or source in getattr(v.format, "exchanges", ()) for v in venues if v.kind is not MESSAGES):
         raise ConfigError(f"{source!r} publishes depth snapshots, not messages: use load_snapshots(exchange, symbol, times).")
-    return venue
+    return venue_named(source, _root(data_dir))
 
 
 def _read_range(venue: Venue, instrument: str, times, on_missing: str) -> pl.DataFrame:
@@ -119,10 +119,12 @@ def validate_messages(
 
     The tick-grid rule uses ``tick_size``, else the venue's tick for ``product`` (the one the
     asset path uses): the ``config`` passed, or the registry's venue ``source``. Where the venue
-    has no single tick and no product is given, the rule is skipped.
+    is unknown, or has no single tick and no product is given, the rule is skipped.
     """
-    tick = tick_size if tick_size is not None else _message_venue(source, config, None).format.tick_for(product or "")
-    raise_on_failures(check_rules(df, MESSAGES, tick), f"from {source}")
+    if tick_size is None:
+        venue = exchange_venue(source, config) if config else next((v for v in load_venues() if v.name == source), None)
+        tick_size = venue.tick_for(product or "") if venue else None
+    raise_on_failures(check_rules(df, MESSAGES, tick_size), f"from {source}")
 
 
 def validate_snapshots(df: pl.DataFrame, symbol: str | None = None, tick_size: float | None = None) -> None:

@@ -31,7 +31,8 @@ Crypto, ``crypto/{exchange}_book_snapshot_5_{date}_{SYMBOL}.csv.gz``: tardis ``b
   layout (exchange, symbol, timestamp, local_timestamp, then per level i=0..4 asks[i].price,
   asks[i].amount, bids[i].price, bids[i].amount); timestamps in microseconds UTC, strictly
   increasing, exponential gaps with mean ``crypto_snapshot_interval_s``; local_timestamp adds a
-  positive receive latency. Prices on the pair's tick (BTC 0.1, ETH 0.01, SOL 0.001, WLD 0.0001),
+  positive receive latency. Prices on the pair's tick in the venue registry (BTC and ETH 0.01, SOL 0.001,
+  WLD 0.0001),
   written as exact decimals; gzip with mtime 0.
 
 Planted structure
@@ -89,12 +90,17 @@ import numpy as np
 import polars as pl
 
 from lob_platform.errors import ConfigError
+from lob_platform.sources.crypto import CRYPTO_TICKS
+from lob_platform.sources.lobster import PRICE_SCALE as LOBSTER_PRICE_SCALE
+from lob_platform.sources.registry import built_in_venues
+from lob_platform.sources.venues import LOBSTER_TICK, MIC
 
 OFI_WINDOW = 50
 LOBSTER_EMPTY_ASK = 9_999_999_999
 LOBSTER_EMPTY_BID = -9_999_999_999
 LOBSTER_SESSION_S = (34_200, 57_600)
-MIC_TICK = 10.0
+MIC_TICK = MIC.tick_size  # the registry's ticks: the market quotes on the grid the platform validates
+LOBSTER_UNITS_PER_TICK = round(LOBSTER_TICK / LOBSTER_PRICE_SCALE)  # LOBSTER prices are 1e-4 dollars
 MIC_BASE_PRICE = 110_000.0
 MIC_SESSION_UTC_S = (7 * 3600, 15 * 3600 + 45 * 60)
 MIC_SIMULATED_LEVELS = 10  # depth the MIC simulator keeps per side (the log has no book columns)
@@ -109,19 +115,23 @@ _NO_LEVEL = -1  # price marker of an empty level inside the simulator's book vie
 
 @dataclass(frozen=True)
 class _CryptoSpec:
-    """Per-base-asset constants: price level, tick and lot decimals, annual volatility."""
+    """Per-base-asset constants: price level, lot decimals, annual volatility; prices on the venue's tick."""
 
+    base: str
     base_price: float
-    price_decimals: int
     amount_decimals: int
     annual_vol: float
 
+    @property
+    def price_decimals(self) -> int:
+        return round(-math.log10(CRYPTO_TICKS[f"{self.base}USDT"]))
+
 
 _CRYPTO_SPECS = {
-    "BTC": _CryptoSpec(60_000.0, 1, 4, 0.6),
-    "ETH": _CryptoSpec(3_000.0, 2, 3, 0.7),
-    "SOL": _CryptoSpec(150.0, 3, 2, 0.9),
-    "WLD": _CryptoSpec(2.0, 4, 1, 1.2),
+    "BTC": _CryptoSpec("BTC", 60_000.0, 4, 0.6),
+    "ETH": _CryptoSpec("ETH", 3_000.0, 3, 0.7),
+    "SOL": _CryptoSpec("SOL", 150.0, 2, 0.9),
+    "WLD": _CryptoSpec("WLD", 2.0, 1, 1.2),
 }
 
 @dataclass(frozen=True)
@@ -205,6 +215,11 @@ def _calendar_days(config: MarketConfig) -> list[date]:
 def _utc_midnight_s(day: date) -> int:
     """Seconds since the Unix epoch at 00:00 UTC of ``day``."""
     return int(datetime(day.year, day.month, day.day, tzinfo=timezone.utc).timestamp())
+
+
+def _venue_folder(root: Path, venue: str) -> Path:
+    """Where the registry's built-in venue reads its files under the data root."""
+    return next(v.folder for v in built_in_venues(root) if v.name == venue)
 
 
 def _rng(seed: int, *key: str) -> np.random.Generator:
@@ -603,7 +618,7 @@ def _write_lobster_day(root: Path, ticker: str, day: date, config: MarketConfig)
     rng = _rng(config.seed, "lobster", ticker, day.isoformat())
     levels = config.lobster_levels
     base_dollars = 50.0 + 150.0 * _stable_fraction("lobster-base-price", ticker)
-    open_bid_tick = int(round(base_dollars * math.exp(rng.normal(0.0, 0.02)) * 100))
+    open_bid_tick = int(round(base_dollars * math.exp(rng.normal(0.0, 0.02)) / LOBSTER_TICK))
     times_ns = _session_times(rng, LOBSTER_SESSION_S, config.lobster_events_per_day, config)
     spec = _FlowSpec(levels=levels, hidden_weight=0.05, sample_size=_lobster_size)
     flow = _simulate_day(rng, spec, open_bid_tick, times_ns, config, track_views=True)
@@ -616,7 +631,7 @@ def _write_lobster_day(root: Path, ticker: str, day: date, config: MarketConfig)
             "kind": flow.kind,
             "order_id": flow.order_id,
             "size": flow.size,
-            "price": flow.price_half_ticks * 50,
+            "price": flow.price_half_ticks * (LOBSTER_UNITS_PER_TICK // 2),
             "direction": flow.direction,
         }
     ).select(
@@ -624,7 +639,7 @@ def _write_lobster_day(root: Path, ticker: str, day: date, config: MarketConfig)
         "kind", "order_id", "size", "price", "direction",
     )
     stem = f"{ticker}_{day.isoformat()}_{LOBSTER_SESSION_S[0] * 1000}_{LOBSTER_SESSION_S[1] * 1000}"
-    folder = root / "lobster"
+    folder = _venue_folder(root, "lobster")
     message_path = folder / f"{stem}_message_{levels}.csv"
     book_path = folder / f"{stem}_orderbook_{levels}.csv"
     _atomic_write(message_path, lambda temp: messages.write_csv(temp, include_header=False))
@@ -638,7 +653,7 @@ def _lobster_book_frame(flow: _OrderFlow, levels: int) -> pl.DataFrame:
     table = np.empty((len(flow.kind), 4 * levels), dtype=np.int64)
     for offset, view, empty in ((0, flow.ask_view, LOBSTER_EMPTY_ASK), (2, flow.bid_view, LOBSTER_EMPTY_BID)):
         prices, sizes = view[:, 0::2], view[:, 1::2]
-        table[:, offset::4] = np.where(prices == _NO_LEVEL, empty, prices * 100)
+        table[:, offset::4] = np.where(prices == _NO_LEVEL, empty, prices * LOBSTER_UNITS_PER_TICK)
         table[:, offset + 1 :: 4] = sizes
     return pl.DataFrame(table, schema=[f"c{i}" for i in range(4 * levels)], orient="row")
 
@@ -668,7 +683,7 @@ def _write_mic_day(root: Path, product: str, day: date, config: MarketConfig) ->
         },
         schema={"tst": pl.Int64, "event_code": pl.Int8, "vol": pl.Int64, "prc": pl.Float64, "is_buy": pl.Boolean, "order_id": pl.Int64},
     )
-    path = root / "mic" / f"{day.isoformat()}__RTSX_FUT__{product}.parquet"
+    path = _venue_folder(root, "mic") / MIC.filename_template.format(product=product, date=day.strftime(MIC.date_format))
     return _atomic_write(path, lambda temp: frame.write_parquet(temp))
 
 
@@ -719,7 +734,7 @@ def _write_crypto_day(root: Path, pair: str, day: date, config: MarketConfig) ->
             weight = config.lead_lag_strength
             log_mid = log_open + weight * leader.at(seconds - config.lead_lag_s) + math.sqrt(1 - weight**2) * own.at(seconds)
         frame = _snapshot_frame(rng, exchange, pair, spec, day, stamps_us, np.exp(log_mid))
-        path = root / "crypto" / f"{exchange}_book_snapshot_{CRYPTO_LEVELS}_{day.isoformat()}_{pair.replace('-', '')}.csv.gz"
+        path = _venue_folder(root, "crypto") / f"{exchange}_book_snapshot_{CRYPTO_LEVELS}_{day.isoformat()}_{pair.replace('-', '')}.csv.gz"
         payload = gzip.compress(frame.write_csv().encode(), compresslevel=3, mtime=0)
         written.append(_atomic_write(path, lambda temp: temp.write_bytes(payload)))
     return written

@@ -6,7 +6,6 @@ import numpy as np
 import polars as pl
 
 from lob_platform.tokens.bins import BinEdges, bin_index
-from lob_platform.tokens.sequences import window_starts
 
 
 def non_monotonic_edges(bins: BinEdges) -> list[str]:
@@ -27,18 +26,6 @@ def empty_bins(train: pl.DataFrame, bins: BinEdges) -> dict[str, list[int]]:
         if (counts == 0).any():
             empty[feature] = np.flatnonzero(counts == 0).tolist()
     return empty
-
-
-def tokens_outside_vocabulary(tokens: pl.DataFrame, vocabulary: dict[str, int]) -> dict[str, int]:
-    """Per token column, how many tokens are null or not below the column's vocabulary size."""
-    counts = tokens.select(
-        (pl.col(c).is_null() | (pl.col(c) >= size)).sum().alias(c) for c, size in vocabulary.items()
-    ).row(0, named=True) if not tokens.is_empty() else {}
-    return {c: n for c, n in counts.items() if n}
-
-
-def expected_sequences(events: int, seq_len: int, stride: int) -> int:
-    return len(window_starts(events, seq_len, stride))
 
 
 def split_share_deviation(splits: pl.Series, fractions: dict[str, float]) -> dict[str, dict]:
