@@ -30,6 +30,7 @@ def tables(root: Path) -> list[str]:
 def refresh_views(root: Path) -> dict[str, int]:
     """(Re)create a view per table in ``{root}/lob.duckdb``; return each table's row count."""
     root = root.resolve()
+    root.mkdir(parents=True, exist_ok=True)  # no partition written yet (every day failed): an empty catalogue
     counts = {}
     with duckdb.connect(str(root / CATALOGUE)) as con:
         existing = {row[0] for row in con.execute("select view_name from duckdb_views() where not internal").fetchall()}
