@@ -33,7 +33,9 @@ from lob_platform.features.table import build_features
 from lob_platform.sources.lobster import pairs_in_archive, read_lobster_pair
 from lob_platform.core.columns import ORDER_EVENT_TYPES
 from lob_platform.tokens.bins import BinEdges, compute_token_bins, fit_bins
-from lob_platform.tokens.sequences import chronological_split, token_sequences
+from lob_platform.core.splits import chronological_split
+from lob_platform.core.tables import MESSAGES
+from lob_platform.tokens.sequences import token_sequences
 from lob_platform.validation.report import split_valid_rejected
 
 DEFAULT_ZIP = Path(__file__).resolve().parents[2] / "shared/data/lobster/LOBSTER_SampleFile_AMZN_2012-06-21_5.zip"

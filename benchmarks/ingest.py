@@ -26,6 +26,7 @@ import pandas as pd
 
 from lob_platform.sources.lobster import pairs_in_archive, read_lobster_pair
 from lob_platform.core.columns import book_levels
+from lob_platform.core.tables import MESSAGES
 from lob_platform.storage import write_partition
 from lob_platform.validation.report import split_valid_rejected
 from lob_platform.validation.schemas import rejected_schema, table_schema

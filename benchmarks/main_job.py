@@ -36,7 +36,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import os
-import platform
 import re
 import statistics
 import subprocess
@@ -47,16 +46,17 @@ from pathlib import Path
 
 import polars as pl
 
+from features import machine  # benchmarks/features.py: the machine line every benchmark prints
 from lob_platform.features.crypto_panel import build_panel
 from lob_platform.features.labels import fit_label_thresholds, ternary_labels
 from lob_platform.features.table import build_features
 from lob_platform.features.training_window import training_window
 from lob_platform.sources.catalog import discover
+from lob_platform.sources.registry import load_venues
 from lob_platform.sources.synthetic import MarketConfig, generate_market
 from lob_platform.storage import partition_path, write_partition
 from lob_platform.tokens.bins import compute_token_bins, fit_bins
 from lob_platform.tokens.sequences import token_sequences
-from lob_platform.sources.registry import load_venues
 from lob_platform.validation.report import split_valid_rejected
 
 REPO = Path(__file__).resolve().parents[1]
@@ -152,16 +152,6 @@ def partition_files(warehouse: Path) -> dict[str, int]:
         table = path.relative_to(warehouse).parts[0]
         counts[table] = counts.get(table, 0) + 1
     return counts
-
-
-def machine() -> str:
-    model = platform.processor() or platform.machine()
-    try:
-        model = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                     if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return f"{model}, {os.cpu_count()} cores, Python {platform.python_version()}, polars {pl.__version__}"
 
 
 def main() -> None:

@@ -12,7 +12,8 @@ from lob_platform.features.table import FeatureConfig, build_features
 from lob_platform.sources.loader import load_messages, load_snapshots, validate_messages, validate_snapshots
 from lob_platform.sources.venues import ExchangeConfig
 from lob_platform.tokens.bins import BinEdges, compute_token_bins, fit_bins
-from lob_platform.tokens.sequences import chronological_split, token_sequences
+from lob_platform.core.splits import chronological_split
+from lob_platform.tokens.sequences import token_sequences
 
 __all__ = [
     "BinEdges", "BookFeatureConfig", "ExchangeConfig", "FeatureConfig", "PanelConfig", "build_features", "build_panel",

@@ -25,6 +25,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 
 import dagster as dg
 
+from lob_platform.core.processes import process_alive
 from lob_platform.core.settings import data_root, load_settings, warehouse_root
 from lob_platform.core.tables import MESSAGES
 from lob_platform.errors import LobDataError
@@ -74,21 +75,11 @@ def fail_abandoned_runs(instance: dg.DagsterInstance) -> list[str]:
     for record in instance.get_run_records(dg.RunsFilter(statuses=IN_FLIGHT, tags={HOST_TAG: socket.gethostname()})):
         run = record.dagster_run
         pid = int(run.tags.get(PID_TAG, "0"))
-        if not _alive(pid):
+        if not process_alive(pid):
             instance.report_run_failed(run, message=f"the main job process running it (pid {pid}) is gone: it was "
                                        "killed or crashed; the next main job or the sensors redo its work")
             abandoned.append(run.run_id)
     return abandoned
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return pid > 0
 
 
 # --------------------------------------------------------------------------- worker processes

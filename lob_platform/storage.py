@@ -20,6 +20,8 @@ from pathlib import Path
 
 import polars as pl
 
+from lob_platform.core.processes import process_alive
+
 PART_FILE = "part-0.parquet"
 _TEMP_SUFFIX = ".parquet.tmp"
 
@@ -52,22 +54,10 @@ def remove_abandoned_temporaries(folder: Path) -> list[Path]:
     removed = []
     for temporary in folder.glob(f".*{_TEMP_SUFFIX}"):
         pid = temporary.name.split(".")[1]
-        if not (pid.isdigit() and _running(int(pid))):
+        if not (pid.isdigit() and process_alive(int(pid))):
             temporary.unlink(missing_ok=True)
             removed.append(temporary)
     return removed
-
-
-def _running(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def delete_partition(path: Path) -> bool:

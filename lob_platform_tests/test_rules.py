@@ -7,7 +7,6 @@ import pandera.errors
 import polars as pl
 import pytest
 
-from lob_platform.core.columns import book_columns
 from lob_platform.core.tables import MESSAGES, SNAPSHOTS
 from lob_platform.validation.report import check_rules, split_valid_rejected
 from lob_platform.validation.rules import MESSAGE_RULES, SNAPSHOT_RULES

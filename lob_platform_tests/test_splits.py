@@ -28,15 +28,6 @@ def test_chronological_split_rounds_boundaries_down():
     assert split.to_list() == ["train"] * 3 + ["validation"] * 2 + ["test"] * 2
 
 
-def test_chronological_split_is_still_importable_from_tokens_sequences():
-    from lob_platform.tokens import sequences
-
-    assert sequences.chronological_split is chronological_split
-    assert sequences.Split is Split
-    assert sequences.SPLITS == ("train", "validation", "test")
-    assert sequences.TRAIN_VALIDATION_TEST == (0.6, 0.2, 0.2)
-
-
 def test_chronological_split_of_no_rows_is_empty():
     split = chronological_split(0)
     assert split.len() == 0 and split.dtype == Split

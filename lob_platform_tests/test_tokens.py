@@ -12,7 +12,8 @@ from lob_platform.features.training_window import PREVIOUS_DAYS, SAME_DAY_SPLIT,
 from lob_platform.tokens.bins import BinEdges, BinsNotFitted, compute_token_bins, fit_bins, quantile_edges
 from lob_platform.tokens.drift import token_counts
 from lob_platform.tokens.quality import empty_bins, non_monotonic_edges
-from lob_platform.tokens.sequences import chronological_split, sequence_array, token_sequences, window_starts
+from lob_platform.core.splits import chronological_split
+from lob_platform.tokens.sequences import sequence_array, token_sequences, window_starts
 
 from .conftest import AMZN_5, require
 

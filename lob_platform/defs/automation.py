@@ -28,7 +28,7 @@ from lob_platform.defs.crypto_panel import panel_inputs
 from lob_platform.defs.features import fit_spec_hash
 from lob_platform.defs.partitions import in_partition_range, instruments_of, partition_key
 from lob_platform.defs.raw import venue_key
-from lob_platform.lineage import BIN_EDGES, EVENT_TOKENS, FEATURES, FIT_CHAIN, LABELS, PANEL, TOKEN_SEQUENCES, Warehouse
+from lob_platform.lineage import BIN_EDGES, EVENT_TOKENS, FEATURES, FIT_CHAIN, PANEL, TOKEN_SEQUENCES, Warehouse
 from lob_platform.sources.catalog import Catalogue, DayFile
 from lob_platform.sources.registry import Venue
 

@@ -13,8 +13,6 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
-# Re-exported: other modules import the split names from here.
-from lob_platform.core.splits import SPLITS, TRAIN_VALIDATION_TEST, Split, chronological_split  # noqa: F401
 
 SEQ_LEN = 256
 STRIDE = 128
