@@ -25,7 +25,7 @@ import dagster as dg
 from lob_platform.core.settings import Settings, warehouse_root
 from lob_platform.core.tables import MESSAGES, REPORT_TABLE, SNAPSHOTS
 from lob_platform.defs.crypto_panel import panel_inputs
-from lob_platform.defs.features import fit_spec_hash
+from lob_platform.defs.features import fit_spec_hash, resolve_window
 from lob_platform.defs.partitions import in_partition_range, instruments_of, partition_key
 from lob_platform.defs.raw import venue_key
 from lob_platform.lineage import BIN_EDGES, EVENT_TOKENS, FEATURES, FIT_CHAIN, PANEL, TOKEN_SEQUENCES, Warehouse
@@ -86,10 +86,7 @@ def ingest_request(venue: Venue, day: DayFile, settings: Settings, run_key: str 
     """Ingest one instrument-day; with its fit chain when the days its window needs are settled."""
     keys = ingest_keys(venue)
     if venue.kind is MESSAGES:
-        catalogue_dates = venue.catalogue().dates_of(venue.name, day.instrument)
-        plan = Warehouse(warehouse_root()).fit_plan(venue.name, day.instrument, day.date.isoformat(), catalogue_dates,
-                                                    settings.training.train_days, settings.training.lookback_days)
-        keys += fit_chain_keys(venue) if plan.ready else []
+        keys += fit_chain_keys(venue) if resolve_window(venue, day.instrument, day.date.isoformat(), settings.training).ready else []
     what = "ingest+fit" if len(keys) > len(ingest_keys(venue)) else "ingest"
     return dg.RunRequest(run_key=run_key, job_name=ingest_job_name(venue), partition_key=partition_key(day),
                          asset_selection=keys, tags={"lob/venue": venue.name, "lob/what": what})
