@@ -151,9 +151,9 @@ def panel_requests(venues: list[Venue], instance: dg.DagsterInstance) -> list[dg
     """The panels of dates whose instruments are all validated and whose inputs changed or that have none."""
     requests = []
     for venue in (v for v in venues if v.kind is SNAPSHOTS):
-        key = venue_key(venue, PANEL)
-        for date in sorted({d.date.isoformat() for d in venue.catalogue().days if in_partition_range(d)}):
-            versions, excluded, pending = panel_inputs(venue, date)
+        key, catalogue = venue_key(venue, PANEL), venue.catalogue()
+        for date in sorted({d.date.isoformat() for d in catalogue.days if in_partition_range(d)}):
+            versions, excluded, pending = panel_inputs(venue, date, catalogue)
             if pending or not (versions or excluded) or in_flight(instance, date):
                 continue
             if recorded_panel_inputs(instance, key, date) == versions:

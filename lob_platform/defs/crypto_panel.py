@@ -21,15 +21,16 @@ from lob_platform.defs.raw import venue_key
 from lob_platform.features.panel_quality import MIN_PANEL_COVERAGE, coverage_failures, panel_coverage
 from lob_platform.features.crypto_panel import build_panel
 from lob_platform.lineage import PANEL, InputsNotReady, Warehouse
+from lob_platform.sources.catalog import Catalogue
 from lob_platform.sources.registry import Venue
 
 STALE_LIMIT = 0.5  # warn when an instrument is stale on more than this share of the grid
 
 
-def panel_inputs(venue: Venue, date: str) -> tuple[dict[str, str], list[str], list[str]]:
+def panel_inputs(venue: Venue, date: str, catalogue: Catalogue | None = None) -> tuple[dict[str, str], list[str], list[str]]:
     """(versions of the validated snapshots the panel of ``date`` reads, instruments excluded by
     validation, instruments still waiting for validation), from the catalogue and the warehouse."""
-    instruments = venue.catalogue().instruments_on(venue.name, Date.fromisoformat(date))
+    instruments = (catalogue or venue.catalogue()).instruments_on(venue.name, Date.fromisoformat(date))
     return Warehouse(warehouse_root()).panel_inputs(venue.name, date, instruments, venue.kind.validated)
 
 
