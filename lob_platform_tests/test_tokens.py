@@ -8,7 +8,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from lob_platform.features.training_window import PREVIOUS_DAYS, SAME_DAY_SPLIT, training_window
+from lob_platform.features.training_window import PREVIOUS_DAYS, SAME_DAY_SPLIT, plan_training_window, training_window
 from lob_platform.tokens.bins import BinEdges, BinsNotFitted, compute_token_bins, fit_bins, quantile_edges
 from lob_platform.tokens.drift import token_counts
 from lob_platform.tokens.quality import empty_bins, non_monotonic_edges
@@ -148,3 +148,18 @@ def test_seed_000_example_workflow_runs_as_written_on_a_real_lobster_day(data_di
     assert empty_bins(features, bins) == {}
     assert tokens["source_row"].to_list() == df["source_row"].to_list()
     assert min(bins.bins(f) for f in bins.edges) >= 5  # real data fills real bins
+
+
+def test_window_plan_skips_failed_days_waits_for_pending_ones_and_stops_at_the_lookback():
+    catalogue = ["2024-03-01", "2024-03-04", "2024-03-05"]
+    status = {"2024-03-01": "passed", "2024-03-04": "failed", "2024-03-05": "passed"}
+    plan = plan_training_window("2024-03-06", catalogue, status.get, train_days=2, lookback_days=14)
+    assert (plan.scope, plan.dates, plan.excluded, plan.ready) == (PREVIOUS_DAYS, ("2024-03-01", "2024-03-05"), ("2024-03-04",), True)
+    waiting = plan_training_window("2024-03-06", catalogue, {**status, "2024-03-04": "pending"}.get, 2, 14)
+    assert (waiting.ready, waiting.waiting_for, waiting.dates) == (False, ("2024-03-04",), ())
+    # a pending day older than the window needs does not hold it up
+    older = plan_training_window("2024-03-06", catalogue, {**status, "2024-03-01": "pending", "2024-03-04": "passed"}.get, 2, 14)
+    assert older.ready and older.dates == ("2024-03-04", "2024-03-05")
+    # later days and days beyond the lookback never count: the day splits itself
+    alone = plan_training_window("2024-03-20", catalogue + ["2024-03-21"], lambda day: "passed", 5, 14)
+    assert (alone.scope, alone.dates) == (SAME_DAY_SPLIT, ("2024-03-20",))
