@@ -42,6 +42,7 @@ def write_partition(frame: pl.DataFrame, path: Path) -> int:
         frame.write_parquet(temporary, compression="lz4", statistics=True)
         with open(temporary, "rb") as written:
             os.fsync(written.fileno())
+        os.chmod(temporary, 0o644)  # mkstemp's 0600 would hide the partition from other readers (DuckDB users)
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)

@@ -26,6 +26,7 @@ def test_rewrite_replaces_the_partition_and_is_byte_identical(tmp_path):
     assert path.read_bytes() == first
     assert [p.name for p in path.parent.iterdir()] == ["part-0.parquet"]
     assert pl.read_parquet(path).height == 100
+    assert path.stat().st_mode & 0o777 == 0o644  # readable by every analyst, not only the writer
 
 
 def test_crash_mid_write_keeps_the_previous_partition(tmp_path, monkeypatch):
