@@ -19,6 +19,7 @@ from typing import Callable, Literal
 
 import polars as pl
 
+from lob_platform.core.settings import TrainingWindowSpec
 from lob_platform.core.splits import Split, chronological_split
 
 PREVIOUS_DAYS = "previous_days"
@@ -101,9 +102,10 @@ def window_rows(plan: WindowPlan, features_of: Callable[[str], pl.DataFrame], tr
 
 
 def training_window(features_by_date: dict[str, pl.DataFrame], date: str, train_days: int,
-                    train_fraction: float, lookback_days: int = 14) -> TrainingWindow:
+                    train_fraction: float, lookback_days: int | None = None) -> TrainingWindow:
     """The window of ``date`` when ``features_by_date`` (ISO date -> features, ``date`` itself may be
     among them) holds every trading day there is and all of them passed validation."""
     with_rows = [d for d, frame in features_by_date.items() if frame.height or d == date]
-    plan = plan_training_window(date, [d for d in with_rows if d != date], lambda d: "passed", train_days, lookback_days)
+    plan = plan_training_window(date, [d for d in with_rows if d != date], lambda d: "passed", train_days,
+                                lookback_days or TrainingWindowSpec.lookback_days)
     return window_rows(plan, lambda d: features_by_date.get(d, pl.DataFrame()), train_fraction)
