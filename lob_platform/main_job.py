@@ -147,7 +147,7 @@ def describe(request: dg.RunRequest) -> str:
     return f"{request.tags['lob/venue']} {where} {request.tags['lob/what']}"
 
 
-def settle(instance: dg.DagsterInstance, first: list[dg.RunRequest], next_requests, pool, progress=print) -> dict:
+def settle(first: list[dg.RunRequest], next_requests, pool, progress=print) -> dict:
     """Execute ``first``, then whatever ``next_requests()`` asks for after each finished run, until
     nothing is in flight or requested; every run key once. Returns the last outcome per request."""
     requested, outcomes, finished = set(), {}, 0
@@ -204,7 +204,7 @@ def run_main_job() -> int:
     started = time.perf_counter()
     spawn = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=WORKERS, mp_context=spawn, initializer=_start_worker) as pool:
-        outcomes = settle(instance, first,
+        outcomes = settle(first,
                           lambda: refit_requests(venues, settings, instance) + panel_requests(venues, instance),
                           pool, progress=lambda line: print(line, flush=True))
     build_definitions(venues, settings).resolve_job_def("refresh_duckdb_catalog").execute_in_process(
