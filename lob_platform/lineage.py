@@ -103,14 +103,8 @@ class Warehouse:
 
     def fits_trained_on(self, venue: str, instrument: str, day: str, later_dates: list[str]) -> list[str]:
         """Those of ``later_dates`` whose recorded fit learned from ``day``."""
-        found = []
-        for date in later_dates:
-            path = self.path(BIN_EDGES, venue, date, instrument)
-            if path.exists():
-                fit_dates = pl.read_parquet(path, columns=["fit_dates"])["fit_dates"]
-                if fit_dates.len() and day in fit_dates[0].split(","):
-                    found.append(date)
-        return found
+        fits = {date: self.recorded(BIN_EDGES, venue, date, instrument, ["fit_dates"]) for date in later_dates}
+        return [date for date, fit in fits.items() if fit and day in fit["fit_dates"].split(",")]
 
     # ---- the crypto panel
 

@@ -14,6 +14,7 @@ an equal version, and a fit can record exactly which versions of its inputs it l
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import tempfile
 from pathlib import Path
@@ -32,22 +33,25 @@ def partition_path(root: Path, table: str, keys: dict[str, str]) -> Path:
     return folder / PART_FILE
 
 
-def write_partition(frame: pl.DataFrame, path: Path) -> int:
-    """Atomically write ``frame`` to ``path``; return the bytes written."""
+def write_partition(frame: pl.DataFrame, path: Path) -> tuple[int, str]:
+    """Atomically write ``frame`` to ``path``; return (bytes written, version)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_abandoned_temporaries(path.parent)
+    buffer = io.BytesIO()
+    frame.write_parquet(buffer, compression="lz4", statistics=True)
+    data = buffer.getvalue()
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{os.getpid()}.", suffix=_TEMP_SUFFIX)
-    os.close(handle)
     try:
-        frame.write_parquet(temporary, compression="lz4", statistics=True)
-        with open(temporary, "rb") as written:
+        with os.fdopen(handle, "wb") as written:
+            written.write(data)
+            written.flush()
             os.fsync(written.fileno())
         os.chmod(temporary, 0o644)  # mkstemp's 0600 would hide the partition from other readers (DuckDB users)
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
-    return path.stat().st_size
+    return len(data), _version(data)
 
 
 def remove_abandoned_temporaries(folder: Path) -> list[Path]:
@@ -76,9 +80,13 @@ def delete_partition(path: Path) -> bool:
 def partition_version(path: Path) -> str | None:
     """A hash of the partition's bytes, or None when it is not written."""
     try:
-        return hashlib.blake2b(path.read_bytes(), digest_size=8).hexdigest()
+        return _version(path.read_bytes())
     except FileNotFoundError:
         return None
+
+
+def _version(data: bytes) -> str:
+    return hashlib.blake2b(data, digest_size=8).hexdigest()
 
 
 def scan_partitions(paths: dict[str, Path]) -> pl.LazyFrame | None:

@@ -35,8 +35,7 @@ def test_crash_mid_write_keeps_the_previous_partition(tmp_path, monkeypatch):
     before = path.read_bytes()
 
     def crash(self, file, **kwargs):
-        with open(file, "wb") as handle:
-            handle.write(b"PAR1 half a file")
+        file.write(b"PAR1 half a file")  # the parquet is serialised in memory, then written in one go
         raise OSError("disk full")
 
     monkeypatch.setattr(pl.DataFrame, "write_parquet", crash)

@@ -148,10 +148,10 @@ def build_fit_assets(venue: Venue, settings: Settings) -> dg.AssetsDefinition:
                 + " (a trading day in the data folder) has no validation outcome or features yet. Materialize it first; "
                 "the refit_training_windows sensor fits this day on its own once it has.")
         warehouse = Warehouse(warehouse_root())
-        if warehouse.version(FEATURES, venue.name, date, instrument) is None:
+        if not warehouse.path(FEATURES, venue.name, date, instrument).exists():
             raise InputsNotReady(f"{venue.name}/features {date}|{instrument} is not materialized: materialize it first.")
         fitted = [*settings.bins.bin_counts, *(f"label_return_{k}ev" for k in settings.features.label_horizons if venue.has_book)]
-        rows = window_rows(plan, lambda day: warehouse.scan(FEATURES, venue.name, [day], instrument).select(fitted).collect(),
+        rows = window_rows(plan, lambda days: warehouse.scan(FEATURES, venue.name, days, instrument).select(fitted).collect(),
                            training.train_fraction)
         bins = fit_bins(rows.rows, settings.bins)
         provenance = {"fit_scope": rows.scope, "fit_dates": ",".join(rows.dates), "fit_train_fraction": rows.train_fraction,

@@ -6,7 +6,7 @@ import dagster as dg
 import polars as pl
 
 from lob_platform.core.settings import warehouse_root
-from lob_platform.storage import partition_path, partition_version, write_partition
+from lob_platform.storage import partition_path, write_partition
 
 
 def hive_keys(asset_key: dg.AssetKey, partition_key) -> tuple[str, dict[str, str]]:
@@ -40,9 +40,9 @@ class WarehouseIOManager(dg.ConfigurableIOManager):
 
     def handle_output(self, context: dg.OutputContext, obj: pl.DataFrame) -> None:
         path = self._path(context)
-        size = write_partition(obj, path)
+        size, version = write_partition(obj, path)
         context.add_output_metadata({"path": dg.MetadataValue.path(str(path)), "rows": obj.height, "parquet_bytes": size,
-                                     "version": partition_version(path)})
+                                     "version": version})
 
     def load_input(self, context: dg.InputContext) -> pl.DataFrame:
         path = self._path(context)

@@ -86,17 +86,17 @@ class TrainingWindow:
         return chronological_split(day_rows, (self.train_fraction, held_out, held_out))
 
 
-def window_rows(plan: WindowPlan, features_of: Callable[[str], pl.DataFrame], train_fraction: float) -> TrainingWindow:
-    """The training rows of a ready plan; ``features_of`` returns a day's feature table."""
+def window_rows(plan: WindowPlan, features_of: Callable[[list[str]], pl.DataFrame], train_fraction: float) -> TrainingWindow:
+    """The training rows of a ready plan; ``features_of`` returns the feature rows of some days, in date order."""
     if not plan.ready:
         raise ValueError(f"the window of {plan.date} is not ready: it waits for {list(plan.waiting_for)}")
     if not 0 < train_fraction < 1:
         raise ValueError(f"train_fraction must be in (0, 1), got {train_fraction}")
     window = TrainingWindow(pl.DataFrame(), plan.scope, list(plan.dates), train_fraction, list(plan.excluded))
     if plan.scope == PREVIOUS_DAYS:
-        rows = pl.concat([features_of(day) for day in plan.dates], how="diagonal_relaxed")
+        rows = features_of(list(plan.dates))
         return TrainingWindow(rows, plan.scope, list(plan.dates), train_fraction, list(plan.excluded))
-    today = features_of(plan.date)
+    today = features_of([plan.date])
     return TrainingWindow(today.filter(window.split_of(today.height) == "train"), plan.scope, list(plan.dates),
                           train_fraction, list(plan.excluded))
 
@@ -108,4 +108,5 @@ def training_window(features_by_date: dict[str, pl.DataFrame], date: str, train_
     with_rows = [d for d, frame in features_by_date.items() if frame.height or d == date]
     plan = plan_training_window(date, [d for d in with_rows if d != date], lambda d: "passed", train_days,
                                 lookback_days or TrainingWindowSpec.lookback_days)
-    return window_rows(plan, lambda d: features_by_date.get(d, pl.DataFrame()), train_fraction)
+    return window_rows(plan, lambda days: pl.concat([features_by_date.get(d, pl.DataFrame()) for d in days],
+                                                    how="diagonal_relaxed"), train_fraction)
