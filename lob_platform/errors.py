@@ -25,3 +25,12 @@ class ValidationError(LobDataError, ValueError):
     def __init__(self, message: str, report=None):
         super().__init__(message)
         self.report = report
+
+
+class TrainingDataError(LobDataError, ValueError):
+    """A training window or test day cannot give an honest model: too few rows or windows, a class
+    absent from the training rows, NaN or infinity in a feature."""
+
+
+class IncompatibleCheckpoint(LobDataError, ValueError):
+    """A stored model was made for another feature list, vocabulary, label or configuration."""

@@ -1,0 +1,178 @@
+"""Hyperparameters as frozen specs whose defaults are the seeds' values, and the tiny versions CI
+and the main job train.
+
+- ``LightGBMSpec``, ``LogisticRegressionSpec``, ``RandomForestSpec``: the book-feature classifiers
+  of the microstructure-signals project (LightGBM: 100 trees, depth 6, learning rate 0.1). Each
+  carries the Optuna search (``SearchSpec``): a trial budget, scored on the validation split.
+- ``LSTMSpec``: the LOB-LSTM project's classifier (windows of 100 events x 4 features, up/down
+  logits, Adam, cross-entropy, about 30 epochs), with early stopping on validation loss.
+- ``LabelSpec``: which labels every model family trains on, and how the three-class labels are
+  made (``threshold``: the platform's flat-share threshold on the k-event return; ``smoothed``:
+  the labelling of the published LOB benchmarks, DeepLOB / TLOB).
+
+``ModelSpecs`` bundles them; ``ModelSpecs.tiny()`` is the configuration of CI and the main job.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+from lob_platform.errors import ConfigError
+
+FAMILIES = ("lightgbm", "logistic_regression", "random_forest", "lstm")
+TABULAR_FAMILIES = FAMILIES[:3]
+FAMILY_TITLES = {"lightgbm": "LightGBM", "logistic_regression": "logistic regression",
+                 "random_forest": "random forest", "lstm": "LSTM"}
+NEXT_MID_UP = "next_mid_up"
+LABELLINGS = ("threshold", "smoothed")
+
+
+def move_label(horizon: int) -> str:
+    return f"move_{horizon}ev"
+
+
+@dataclass(frozen=True)
+class LabelSpec:
+    """The labels a model family trains one model for each."""
+
+    labels: tuple[str, ...] = (NEXT_MID_UP, *(move_label(k) for k in (10, 20, 50, 100)))
+    labelling: str = "threshold"  # three-class labels: "threshold" (flat share) or "smoothed" (published benchmarks)
+    flat_share: float = 1 / 3  # "threshold": share of training rows left flat
+
+    def __post_init__(self) -> None:
+        bad = [label for label in self.labels if label != NEXT_MID_UP and not _is_move(label)]
+        if bad or not self.labels:
+            raise ConfigError(f"LabelSpec.labels: unknown labels {bad}; use {NEXT_MID_UP!r} or 'move_{{k}}ev' (k events)")
+        if self.labelling not in LABELLINGS:
+            raise ConfigError(f"LabelSpec.labelling must be one of {LABELLINGS}, got {self.labelling!r}")
+        if not 0 < self.flat_share < 1:
+            raise ConfigError(f"LabelSpec.flat_share must be in (0, 1), got {self.flat_share}")
+
+
+def _is_move(label: str) -> bool:
+    return label.startswith("move_") and label.endswith("ev") and label[5:-2].isdigit() and int(label[5:-2]) > 0
+
+
+def horizon_of(label: str) -> int | None:
+    """Events a label looks ahead (None for the next mid change, which has no fixed horizon)."""
+    return int(label[5:-2]) if _is_move(label) else None
+
+
+@dataclass(frozen=True)
+class SearchSpec:
+    """Optuna's TPE search: ``n_trials`` trials (the first is the spec's own values), scored by
+    log-loss on the validation split only."""
+
+    n_trials: int = 20
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.n_trials < 1:
+            raise ConfigError(f"SearchSpec.n_trials must be >= 1, got {self.n_trials}")
+
+
+@dataclass(frozen=True)
+class LightGBMSpec:
+    n_estimators: int = 100
+    max_depth: int = 6
+    learning_rate: float = 0.1
+    num_leaves: int = 31
+    min_child_samples: int = 20
+    colsample_bytree: float = 1.0
+    seed: int = 0
+    search: SearchSpec = field(default_factory=SearchSpec)
+
+
+@dataclass(frozen=True)
+class LogisticRegressionSpec:
+    C: float = 1.0
+    max_iter: int = 1000
+    seed: int = 0
+    search: SearchSpec = field(default_factory=SearchSpec)
+
+
+@dataclass(frozen=True)
+class RandomForestSpec:
+    n_estimators: int = 100
+    max_depth: int = 10
+    min_samples_leaf: int = 1
+    max_features: float = 0.5
+    max_samples: float | None = None  # share of training rows each tree's bootstrap draws (None: all); not searched
+    seed: int = 0
+    search: SearchSpec = field(default_factory=SearchSpec)
+
+
+@dataclass(frozen=True)
+class LSTMSpec:
+    window: int = 100
+    hidden_size: int = 64
+    num_layers: int = 2
+    dropout: float = 0.0
+    learning_rate: float = 1e-3
+    batch_size: int = 64
+    epochs: int = 30
+    patience: int = 5  # epochs without a better validation loss before training stops
+    train_stride: int = 1  # take every train_stride-th training window (1: all)
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.window < 1 or self.hidden_size < 1 or self.epochs < 1 or self.batch_size < 1 or self.train_stride < 1:
+            raise ConfigError(f"LSTMSpec: window, hidden_size, epochs, batch_size and train_stride must be >= 1; got {self}")
+
+
+FamilySpec = LightGBMSpec | LogisticRegressionSpec | RandomForestSpec | LSTMSpec
+
+
+@dataclass(frozen=True)
+class TabularFeatureSpec:
+    """Book features the tabular models read: every column of the features table named here, or
+    an OFI column of a level up to ``ofi_levels`` (a venue with fewer levels has fewer columns; the
+    exact list is recorded in each model's manifest)."""
+
+    columns: tuple[str, ...] = (
+        "spread_ticks", "microprice_offset_ticks", "vwap_offset_ticks", "depth_imbalance", "queue_imbalance",
+        "bid_depth", "ask_depth", "return_10ev", "return_50ev", "return_100ev", "return_1s", "return_10s",
+        "return_60s", "realized_vol_10ev", "realized_vol_50ev", "realized_vol_100ev", "realized_vol_1s",
+        "realized_vol_10s", "realized_vol_60s")
+    ofi_levels: int = 5
+    ofi_windows: tuple[str, ...] = ("10ev", "50ev", "100ev", "1s", "10s")
+
+    def select(self, available: list[str]) -> list[str]:
+        wanted = [*self.columns, *(f"ofi_l{i}_{w}" for i in range(1, self.ofi_levels + 1) for w in self.ofi_windows)]
+        return [c for c in wanted if c in set(available)]
+
+
+LSTM_FEATURES = ("ofi_l1_10ev", "return_10ev", "spread_ticks", "queue_imbalance")
+"""The LSTM's 4 inputs per event: order-flow imbalance (Cont-Kukanov-Stoikov, best level, last 10
+events), mid-price log return over the last 10 events, spread in ticks, queue imbalance at the
+touch ((bid size - ask size) / (bid size + ask size)); standardised with the training rows'
+mean and standard deviation."""
+
+
+@dataclass(frozen=True)
+class ModelSpecs:
+    labels: LabelSpec = field(default_factory=LabelSpec)
+    tabular_features: TabularFeatureSpec = field(default_factory=TabularFeatureSpec)
+    validation_fraction: float = 0.2  # of the training window's rows, the last ones (chronologically)
+    lightgbm: LightGBMSpec = field(default_factory=LightGBMSpec)
+    logistic_regression: LogisticRegressionSpec = field(default_factory=LogisticRegressionSpec)
+    random_forest: RandomForestSpec = field(default_factory=RandomForestSpec)
+    lstm: LSTMSpec = field(default_factory=LSTMSpec)
+
+    def of(self, family: str) -> FamilySpec:
+        if family not in FAMILIES:
+            raise ConfigError(f"unknown model family {family!r}; known: {FAMILIES}")
+        return getattr(self, family)
+
+    def with_family(self, family: str, spec: FamilySpec) -> "ModelSpecs":
+        return replace(self, **{family: spec})
+
+    @classmethod
+    def tiny(cls) -> "ModelSpecs":
+        """Small enough for CI and the main job on two CPU cores; still learns the planted signal."""
+        search = SearchSpec(n_trials=2)
+        return cls(lightgbm=LightGBMSpec(n_estimators=60, num_leaves=15, search=search),
+                   logistic_regression=LogisticRegressionSpec(max_iter=300, search=search),
+                   random_forest=RandomForestSpec(n_estimators=24, max_depth=8, min_samples_leaf=20, max_samples=0.2,
+                                                  search=search),
+                   lstm=LSTMSpec(hidden_size=16, num_layers=1, batch_size=256, epochs=4, patience=2, train_stride=4))
