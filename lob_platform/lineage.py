@@ -35,6 +35,12 @@ LABELS = "labels"
 PANEL = "panel_5s"
 FIT_CHAIN = (BIN_EDGES, LABEL_THRESHOLDS, EVENT_TOKENS, TOKEN_SEQUENCES, LABELS)
 """Tables of day D made from D's training window (label tables only where the venue has a book)."""
+TRAINED_MODELS = "trained_models"
+PREDICTIONS = "predictions"
+MODEL_METRICS = "model_metrics"
+MODEL_TABLES = (TRAINED_MODELS, PREDICTIONS, MODEL_METRICS)
+"""Tables of each model family's day D (hive key ``model`` = the family): the models trained for D
+on its window, their predictions on D and their out-of-sample metrics."""
 DERIVED_PER_DAY = (FEATURES, *FIT_CHAIN)
 """Tables of a message venue's instrument-day derived from its validated messages."""
 
@@ -49,8 +55,9 @@ class Warehouse:
     def __init__(self, root: Path):
         self.root = Path(root)
 
-    def path(self, table: str, venue: str, date: str, instrument: str | None = None) -> Path:
-        keys = {"venue": venue, **({"instrument": instrument} if instrument is not None else {}), "date": date}
+    def path(self, table: str, venue: str, date: str, instrument: str | None = None, model: str | None = None) -> Path:
+        keys = {"venue": venue, **({"model": model} if model is not None else {}),
+                **({"instrument": instrument} if instrument is not None else {}), "date": date}
         return partition_path(self.root, table, keys)
 
     def version(self, table: str, venue: str, date: str, instrument: str | None = None) -> str | None:
@@ -86,6 +93,11 @@ class Warehouse:
                  train_days: int, lookback_days: int) -> WindowPlan:
         return plan_training_window(date, [d.isoformat() for d in catalogue_dates],
                                     lambda day: self.status(venue, instrument, day, FEATURES), train_days, lookback_days)
+
+    def window_inputs(self, plan: WindowPlan, venue: str, instrument: str) -> str:
+        """The feature partitions a model of ``plan.date`` learns from, with their versions
+        (``features DATE=VERSION,...``): the window's days, or the day itself for a same-day split."""
+        return ",".join(f"{FEATURES} {d}={self.version(FEATURES, venue, d, instrument)}" for d in plan.dates)
 
     def fit_inputs(self, plan: WindowPlan, venue: str, instrument: str) -> str:
         """The partitions the fit chain of ``plan.date`` reads, with their versions: the window's

@@ -1,11 +1,13 @@
 """The platform's settings: one typed object, read from one place.
 
 - Paths come from the environment (``LOB_DATA_DIR``, default ``./data``; ``LOB_WAREHOUSE_DIR``,
-  default ``./warehouse``), so a fresh clone works with no edited file.
+  default ``./warehouse``), so a fresh clone works with no edited file. ``LOB_MODEL_SIZE=tiny``
+  selects the small model configurations (``ModelSpecs.tiny``) that CI and the main job train;
+  the default, ``full``, is the seeds' values.
 - Everything else is a frozen spec whose defaults are the documented ones: event/book features
   and labels (``FeatureConfig``), bins (an unfitted ``BinEdges``), the training window of every fit
   (``TrainingWindowSpec``), token sequences (``SequenceSpec``) and the crypto panel
-  (``PanelConfig``). The Dagster run config of an asset overrides the spec it names, per run.
+  (``PanelConfig``) and the models (``ModelSpecs``). The Dagster run config of an asset overrides the spec it names, per run.
 
 Every fitted table records ``spec_hash`` of the specs that made it, so a consumer (a model, a
 tokeniser) can refuse a table made under other settings: ``require_spec`` says what differs.
@@ -24,6 +26,7 @@ from typing import Any
 from lob_platform.errors import ConfigError
 from lob_platform.features.crypto_panel import PanelConfig
 from lob_platform.features.table import FeatureConfig
+from lob_platform.models.specs import ModelSpecs
 from lob_platform.tokens.bins import BinEdges
 from lob_platform.tokens.sequences import SEQ_LEN, STRIDE
 
@@ -67,10 +70,17 @@ class Settings:
     training: TrainingWindowSpec = field(default_factory=TrainingWindowSpec)
     sequences: SequenceSpec = field(default_factory=SequenceSpec)
     panel: PanelConfig = field(default_factory=PanelConfig)
+    models: ModelSpecs = field(default_factory=ModelSpecs)
+
+
+MODEL_SIZES = {"full": ModelSpecs, "tiny": ModelSpecs.tiny}
 
 
 def load_settings() -> Settings:
-    return Settings(data_root=data_root(), warehouse_root=warehouse_root())
+    size = os.environ.get("LOB_MODEL_SIZE", "full")
+    if size not in MODEL_SIZES:
+        raise ConfigError(f"LOB_MODEL_SIZE={size!r}: use one of {sorted(MODEL_SIZES)}.")
+    return Settings(data_root=data_root(), warehouse_root=warehouse_root(), models=MODEL_SIZES[size]())
 
 
 def spec_hash(*specs: Any) -> str:

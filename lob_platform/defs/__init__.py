@@ -7,6 +7,7 @@ from lob_platform.core.tables import MESSAGES, SNAPSHOTS
 from lob_platform.defs.automation import build_jobs, build_sensors
 from lob_platform.defs.crypto_panel import build_panel_asset
 from lob_platform.defs.features import build_feature_assets
+from lob_platform.defs.models import build_model_assets
 from lob_platform.defs.raw import build_raw_asset, build_raw_schema_check
 from lob_platform.defs.resources import WarehouseIOManager
 from lob_platform.defs.validated import build_validated_assets
@@ -15,12 +16,13 @@ from lob_platform.sources.registry import Venue
 
 
 def build_definitions(venues: list[Venue], settings: Settings | None = None) -> dg.Definitions:
-    """Every venue's ingest and feature assets, the crypto panel, their checks, the DuckDB catalogue,
+    """Every venue's ingest and feature assets, the models of venues with a book, the crypto panel, their checks, the DuckDB catalogue,
     jobs and sensors, for exactly these venues; nothing reads the data folder until a run does."""
     settings = settings or load_settings()
     assets = [build_raw_asset(v) for v in venues]
     assets += [build_validated_assets(v, settings.training) for v in venues]
     assets += [asset for v in venues if v.kind is MESSAGES for asset in build_feature_assets(v, settings)]
+    assets += [asset for v in venues if v.kind is MESSAGES and v.has_book for asset in build_model_assets(v, settings)]
     assets += [build_panel_asset(v, settings) for v in venues if v.kind is SNAPSHOTS]
     assets.append(build_catalogue_asset([key for asset in assets for key in asset.keys]))
     jobs = {job.name: job for job in build_jobs(venues)}

@@ -10,9 +10,10 @@ from lob_platform.storage import partition_path, write_partition
 
 
 def hive_keys(asset_key: dg.AssetKey, partition_key) -> tuple[str, dict[str, str]]:
-    """(table, hive keys) of an asset partition: key ``[venue, table]`` -> table/venue=venue/...."""
+    """(table, hive keys) of an asset partition: key ``[venue, table]`` -> table/venue=venue/...,
+    ``[venue, model, table]`` -> table/venue=venue/model=model/...."""
     *prefix, table = asset_key.path
-    keys = {"venue": prefix[0]} if prefix else {}
+    keys = dict(zip(("venue", "model"), prefix))
     if isinstance(partition_key, dg.MultiPartitionKey):
         dims = partition_key.keys_by_dimension
         keys.update({"instrument": dims["instrument"], "date": dims["date"]})

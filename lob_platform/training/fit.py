@@ -18,10 +18,10 @@ import polars as pl
 
 from lob_platform.core.settings import spec_hash
 from lob_platform.datasets.rows import feature_matrix
-from lob_platform.datasets.targets import UNKNOWN, make_target
+from lob_platform.datasets.targets import UNKNOWN, make_target, source_columns
 from lob_platform.datasets.windows import window_ends
 from lob_platform.errors import TrainingDataError
-from lob_platform.models.specs import LSTM_FEATURES, TABULAR_FAMILIES, LSTMSpec, ModelSpecs
+from lob_platform.models.specs import LSTM_FEATURES, TABULAR_FAMILIES, LabelSpec, LSTMSpec, ModelSpecs
 from lob_platform.training.metrics import OFI_BASELINE_FEATURE, baseline_predictions, classification_metrics
 
 MIN_TRAIN_ROWS = 200
@@ -56,6 +56,14 @@ def feature_list(family: str, specs: ModelSpecs, columns: list[str]) -> list[str
 def config_hash(family: str, specs: ModelSpecs) -> str:
     features = specs.tabular_features if family in TABULAR_FAMILIES else LSTM_FEATURES
     return spec_hash(specs.of(family), specs.labels, features, specs.validation_fraction)
+
+
+def input_columns(family: str, specs: ModelSpecs, available: list[str]) -> list[str]:
+    """Every features column a family's training and evaluation read: keys, inputs, label sources
+    and the baselines' OFI."""
+    keys = ["event_row", "ts_ns", "source_row"]
+    wanted = [*keys, *feature_list(family, specs, available), *source_columns(specs.labels.labels), OFI_BASELINE_FEATURE]
+    return list(dict.fromkeys(c for c in wanted if c in set(available)))
 
 
 def train_family(family: str, specs: ModelSpecs, rows: pl.DataFrame, where: str, log: Log,
@@ -148,11 +156,13 @@ def build_module(manifest: dict):
     return LSTMClassifier(len(manifest["features"]), LSTMSpec(**manifest["config"]), len(manifest["classes"]))
 
 
-def predict_day(manifest: dict, model, rows: pl.DataFrame, specs: ModelSpecs, where: str) -> Prediction:
-    """The stored model's probabilities on the test rows of ``rows`` (``datasets.rows.test_rows``)."""
+def predict_day(manifest: dict, model, rows: pl.DataFrame, where: str) -> Prediction:
+    """The stored model's probabilities on the test rows of ``rows`` (``datasets.rows.test_rows``),
+    the targets under the label parameters it was trained with, and the baselines."""
     matrix = feature_matrix(rows, manifest["features"], where)
     test = (rows["split"].cast(pl.String) == "test").fill_null(False).to_numpy()
-    target = make_target(rows, manifest["label"], specs.labels, manifest["label_params"])
+    labels = LabelSpec((manifest["label"],), manifest["labelling"])
+    target = make_target(rows, manifest["label"], labels, manifest["label_params"])
     if manifest["family"] in TABULAR_FAMILIES:
         positions = np.flatnonzero(test)
         proba = model.predict_proba(matrix[positions]) if len(positions) else np.zeros((0, len(manifest["classes"])))

@@ -38,7 +38,7 @@ def hard_metrics(y: np.ndarray, pred: np.ndarray, classes: tuple[str, ...]) -> d
 def probabilistic_metrics(y: np.ndarray, proba: np.ndarray) -> dict[str, float]:
     n_classes = proba.shape[1]
     onehot = np.eye(n_classes)[y]
-    return {"log_loss": float(log_loss(y, np.clip(proba, 1e-15, 1), labels=list(range(n_classes)))),
+    return {"log_loss": float(log_loss(y, proba / proba.sum(axis=1, keepdims=True), labels=list(range(n_classes)))),
             "brier": float(np.mean(np.sum((proba - onehot) ** 2, axis=1))),
             "ece": expected_calibration_error(y, proba)}
 

@@ -30,7 +30,7 @@ def search(spec, x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_
         started = time.perf_counter()
         estimator = make_estimator(spec, params).fit(x_train, y_train)
         proba = estimator.predict_proba(x_val)
-        loss = float(log_loss(y_val, np.clip(proba, 1e-15, 1), labels=labels))
+        loss = float(log_loss(y_val, proba, labels=labels))
         accuracy = float(np.mean(proba.argmax(axis=1) == y_val))
         seconds = time.perf_counter() - started
         fitted[trial.number] = estimator

@@ -78,7 +78,17 @@ def save(folder: Path, manifest: dict, model, images: dict[str, bytes] | None = 
     for image, png in (images or {}).items():
         write_atomically(folder / image, png)
     write_atomically(folder / MANIFEST, text)
-    return hashlib.sha256(data + text).hexdigest()[:16]
+    return _version(data, text)
+
+
+def _version(model_bytes: bytes, manifest_bytes: bytes) -> str:
+    return hashlib.sha256(model_bytes + manifest_bytes).hexdigest()[:16]
+
+
+def version_of(folder: Path) -> str:
+    """The version of the model stored in ``folder`` (what ``save`` returned when it wrote it)."""
+    manifest = read_manifest(folder)
+    return _version((folder / manifest["model_file"]).read_bytes(), (folder / MANIFEST).read_bytes())
 
 
 def read_manifest(folder: Path) -> dict:
