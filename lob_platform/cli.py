@@ -27,7 +27,9 @@ def ensure_dagster_home() -> Path:
     config = home / "dagster.yaml"
     if not config.exists():
         # run monitoring: under `dagster dev` the daemon fails runs whose worker process died
-        config.write_text("telemetry:\n  enabled: false\nrun_monitoring:\n  enabled: true\n")
+        # the gpu pool (model training) runs one step at a time on this machine
+        config.write_text("telemetry:\n  enabled: false\nrun_monitoring:\n  enabled: true\n"
+                          "concurrency:\n  pools:\n    default_limit: 1\n")
     os.environ["DAGSTER_HOME"] = str(home)
     return home
 
@@ -44,6 +46,7 @@ def generate(args: argparse.Namespace) -> int:
 
 def run(args: argparse.Namespace) -> int:
     ensure_dagster_home()
+    os.environ.setdefault("LOB_MODEL_SIZE", "tiny")  # the main job trains the small configurations
     from lob_platform.main_job import run_main_job
 
     return run_main_job()

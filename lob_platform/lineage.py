@@ -105,9 +105,10 @@ class Warehouse:
         dates = sorted({*plan.dates, plan.date})
         return ",".join(f"{FEATURES} {d}={self.version(FEATURES, venue, d, instrument)}" for d in dates)
 
-    def recorded(self, table: str, venue: str, date: str, instrument: str | None, columns: list[str]) -> dict | None:
+    def recorded(self, table: str, venue: str, date: str, instrument: str | None, columns: list[str],
+                 model: str | None = None) -> dict | None:
         """The first row's ``columns`` of a partition (provenance columns), or None when it is not written."""
-        path = self.path(table, venue, date, instrument)
+        path = self.path(table, venue, date, instrument, model)
         if not path.exists() or not set(columns) <= set(pl.read_parquet_schema(path)):
             return None
         rows = pl.read_parquet(path, columns=columns, n_rows=1).rows(named=True)

@@ -40,7 +40,14 @@ SUMMARY_SQL = {
     "from validated_messages group by all order by all",
     "validated_depth_snapshots": "select venue, instrument, count(distinct date) as days, count(*) as snapshots "
     "from validated_depth_snapshots group by all order by all",
+    "model_metrics": "select model, venue, instrument, date, label, any_value(test_rows) as test_rows, "
+    + ", ".join(f"round(any_value(value) filter (where metric = '{m}'), 3) as {m}, "
+                f"round(any_value(best_baseline) filter (where metric = '{m}'), 3) as baseline_{m}"
+                for m in ("accuracy", "macro_f1", "mcc"))
+    + " from model_metrics group by all order by model, venue, instrument, date, label",
 }
+"""The summary's tables; ``model_metrics`` is the out-of-sample table: each model on its test day
+beside the best naive baseline on the same rows."""
 HOST_TAG, PID_TAG = "lob/host", "lob/pid"
 
 

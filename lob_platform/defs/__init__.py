@@ -4,7 +4,7 @@ import dagster as dg
 
 from lob_platform.core.settings import Settings, load_settings
 from lob_platform.core.tables import MESSAGES, SNAPSHOTS
-from lob_platform.defs.automation import build_jobs, build_sensors
+from lob_platform.defs.automation import build_automation, build_jobs
 from lob_platform.defs.crypto_panel import build_panel_asset
 from lob_platform.defs.features import build_feature_assets
 from lob_platform.defs.models import build_model_assets
@@ -17,7 +17,7 @@ from lob_platform.sources.registry import Venue
 
 def build_definitions(venues: list[Venue], settings: Settings | None = None) -> dg.Definitions:
     """Every venue's ingest and feature assets, the models of venues with a book, the crypto panel, their checks, the DuckDB catalogue,
-    jobs and sensors, for exactly these venues; nothing reads the data folder until a run does."""
+    jobs, sensors and schedules, for exactly these venues; nothing reads the data folder until a run does."""
     settings = settings or load_settings()
     assets = [build_raw_asset(v) for v in venues]
     assets += [build_validated_assets(v, settings.training) for v in venues]
@@ -26,10 +26,12 @@ def build_definitions(venues: list[Venue], settings: Settings | None = None) -> 
     assets += [build_panel_asset(v, settings) for v in venues if v.kind is SNAPSHOTS]
     assets.append(build_catalogue_asset([key for asset in assets for key in asset.keys]))
     jobs = {job.name: job for job in build_jobs(venues)}
+    sensors, schedules = build_automation(venues, settings, jobs)
     return dg.Definitions(
         assets=assets,
         asset_checks=[build_raw_schema_check(v) for v in venues],
         jobs=list(jobs.values()),
-        sensors=build_sensors(venues, settings, jobs),
+        sensors=sensors,
+        schedules=schedules,
         resources={"io_manager": WarehouseIOManager()},
     )

@@ -1,24 +1,32 @@
 """Jobs per venue and the automation that keeps the warehouse consistent with the data folder.
 
 Three sensors, evaluated by the daemon under ``dagster dev`` and by the main job in the
-foreground (``lob_platform.main_job``):
+foreground (``lob_platform.main_job``), and a schedule:
 
 - ``new_raw_files`` registers new instruments and requests one run per new or re-delivered
   instrument-day: raw -> validated -> features, plus the day's fit chain (fit, tokens, labels)
-  when its training window is already settled;
-- ``refit_training_windows`` requests the fit chain of every day whose recorded inputs
-  (``fit_inputs``: the window's feature partitions and versions) or settings (``spec_hash``)
-  differ from what the catalogue and warehouse say they should be now, or whose chain is
-  incomplete: a day ingested before its earlier days, an earlier day re-delivered or blocked,
-  a late-arriving earlier day;
+  and, for venues with a book, its models (trained_models, predictions, model_metrics of every
+  family) when its training window is already settled;
+- ``refit_training_windows`` requests the fit chain and models of every day whose recorded inputs
+  (``fit_inputs``: the window's feature partitions and versions) or settings (``spec_hash``,
+  and each model's ``config_hash``) differ from what the catalogue and warehouse say they should
+  be now, or whose chain is incomplete: a day ingested before its earlier days, an earlier day
+  re-delivered or blocked, a late-arriving earlier day, changed model settings;
 - ``rebuild_crypto_panels`` requests the panel of every date whose validated snapshots changed
   since it was built (or that has none yet) once every instrument of that date is validated.
+
+- ``nightly_retraining`` (02:00 UTC) ingests whatever arrived and was not ingested yet, retrains
+  every stale day (the same logic as ``refit_training_windows``) and trains the models of each
+  instrument's next trading day, on the days up to today, so they are ready before it opens;
+  their predictions follow when that day's data arrives.
 
 A run key carries a digest of the inputs a run is for, so the same state is requested once.
 """
 
 import hashlib
 import json
+from datetime import date as Date, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import dagster as dg
 
@@ -26,9 +34,14 @@ from lob_platform.core.settings import Settings, warehouse_root
 from lob_platform.core.tables import MESSAGES, REPORT_TABLE, SNAPSHOTS
 from lob_platform.defs.crypto_panel import panel_inputs
 from lob_platform.defs.features import fit_spec_hash, resolve_window
-from lob_platform.defs.partitions import in_partition_range, instruments_of, partition_key
+from lob_platform.features.training_window import PREVIOUS_DAYS
+from lob_platform.defs.partitions import in_partition_range, instruments_of, partition_key, trading_date
 from lob_platform.defs.raw import venue_key
-from lob_platform.lineage import BIN_EDGES, EVENT_TOKENS, FEATURES, FIT_CHAIN, PANEL, TOKEN_SEQUENCES, Warehouse
+from lob_platform.defs.models import model_key, model_keys
+from lob_platform.lineage import (BIN_EDGES, EVENT_TOKENS, FEATURES, FIT_CHAIN, MODEL_TABLES, PANEL, TOKEN_SEQUENCES,
+                                  TRAINED_MODELS, Warehouse)
+from lob_platform.models.specs import FAMILIES
+from lob_platform.training.fit import config_hash
 from lob_platform.sources.catalog import Catalogue, DayFile
 from lob_platform.sources.registry import Venue
 
@@ -49,8 +62,9 @@ def ingest_keys(venue: Venue) -> list[dg.AssetKey]:
 
 
 def fit_chain_keys(venue: Venue) -> list[dg.AssetKey]:
+    """A day's assets made from its training window: the fit chain, and the models where there is a book."""
     tables = FIT_CHAIN if venue.has_book else (BIN_EDGES, EVENT_TOKENS, TOKEN_SEQUENCES)
-    return [venue_key(venue, t) for t in tables]
+    return [venue_key(venue, t) for t in tables] + (model_keys(venue) if venue.has_book else [])
 
 
 def build_jobs(venues: list[Venue]) -> list:
@@ -58,7 +72,8 @@ def build_jobs(venues: list[Venue]) -> list:
         dg.define_asset_job(ingest_job_name(v), selection=dg.AssetSelection.assets(*ingest_keys(v), *(
             fit_chain_keys(v) if v.kind is MESSAGES else [])), description=(
             f"Read, normalise and validate one {v.name} instrument-day" + (
-                ", then its features, fit, tokens and labels." if v.kind is MESSAGES else ".")))
+                ", then its features, fit, tokens and labels" + (", and its models." if v.has_book else ".")
+                if v.kind is MESSAGES else ".")))
         for v in venues
     ]
     jobs += [dg.define_asset_job(PANEL_JOB, selection=dg.AssetSelection.assets(venue_key(v, PANEL)),
@@ -136,14 +151,81 @@ def refit_requests(venues: list[Venue], settings: Settings, instance: dg.Dagster
             expected = {"fit_inputs": warehouse.fit_inputs(plan, venue.name, day.instrument), "spec_hash": expected_spec}
             recorded = warehouse.recorded(BIN_EDGES, venue.name, date, day.instrument, list(expected))
             complete = all(warehouse.path(key.path[-1], venue.name, date, day.instrument).exists()
-                           for key in fit_chain_keys(venue))
+                           for key in fit_chain_keys(venue) if len(key.path) == 2)
+            stale_models = stale_model_families(warehouse, venue, day.instrument, date, plan, settings)
             partition = partition_key(day)
-            if (recorded == expected and complete) or in_flight(instance, str(partition)):
+            if (recorded == expected and complete and not stale_models) or in_flight(instance, str(partition)):
                 continue
+            refit = recorded != expected or not complete
+            keys = fit_chain_keys(venue) if refit else [k for f in stale_models for k in model_keys(venue, (f,))]
             requests.append(dg.RunRequest(
-                run_key=f"fit|{day_key(day)}|{digest(json.dumps(expected, sort_keys=True))}",
-                job_name=ingest_job_name(venue), partition_key=partition, asset_selection=fit_chain_keys(venue),
-                tags={"lob/venue": venue.name, "lob/what": "fit"}))
+                run_key=f"fit|{day_key(day)}|{digest(json.dumps([expected, stale_models], sort_keys=True))}",
+                job_name=ingest_job_name(venue), partition_key=partition, asset_selection=keys,
+                tags={"lob/venue": venue.name, "lob/what": "fit" if refit else "train"}))
+    return requests
+
+
+def expected_model_record(warehouse: Warehouse, venue: Venue, instrument: str, plan, settings: Settings, family: str) -> dict:
+    """What a family's trained_models partition records when it is up to date with the catalogue,
+    the warehouse and the settings."""
+    return {"fit_inputs": warehouse.window_inputs(plan, venue.name, instrument),
+            "spec_hash": fit_spec_hash(settings, settings.training), "config_hash": config_hash(family, settings.models)}
+
+
+def stale_model_families(warehouse: Warehouse, venue: Venue, instrument: str, date: str, plan, settings: Settings,
+                         tables: tuple[str, ...] = MODEL_TABLES) -> list[str]:
+    """Families whose models of ``date`` are missing, trained on other inputs or settings, or lack
+    one of ``tables`` (none for a venue without a book)."""
+    if not venue.has_book:
+        return []
+    stale = []
+    for family in FAMILIES:
+        expected = expected_model_record(warehouse, venue, instrument, plan, settings, family)
+        recorded = warehouse.recorded(TRAINED_MODELS, venue.name, date, instrument, list(expected), model=family)
+        complete = all(warehouse.path(t, venue.name, date, instrument, family).exists() for t in tables)
+        if recorded != expected or not complete:
+            stale.append(family)
+    return stale
+
+
+def next_trading_day(venue: Venue, evaluated_at: datetime) -> Date:
+    """The venue's first trading day after the (venue-local) date of ``evaluated_at``."""
+    day = evaluated_at.astimezone(ZoneInfo(venue.timezone)).date() + timedelta(days=1)
+    while venue.weekdays_only and day.weekday() >= 5:
+        day += timedelta(days=1)
+    return day
+
+
+def nightly_requests(venue: Venue, settings: Settings, instance: dg.DagsterInstance, evaluated_at: datetime) -> list[dg.RunRequest]:
+    """What ``nightly_retraining`` asks for at ``evaluated_at`` (module docstring): the days in the
+    data folder never ingested, the stale days' refits and retraining, and the models of each
+    instrument's next trading day where that day has no file yet and its window is settled."""
+    catalogue, warehouse = venue.catalogue(), Warehouse(warehouse_root())
+    night = evaluated_at.date().isoformat()
+    ingested = ingested_days(instance, [venue])
+    requests = [ingest_request(venue, d, settings, f"nightly|{night}|{day_key(d)}|{d.stamp_ns}")
+                for d in catalogue.days if in_partition_range(d) and day_key(d) not in ingested]
+    if venue.kind is not MESSAGES:
+        return requests
+    requests += refit_requests([venue], settings, instance)
+    if not venue.has_book:
+        return requests
+    upcoming = next_trading_day(venue, evaluated_at)
+    for instrument in sorted({d.instrument for d in catalogue.days}):
+        if catalogue.find(venue.name, instrument, upcoming) or not trading_date.has_partition_key(upcoming.isoformat()):
+            continue
+        date = upcoming.isoformat()
+        plan = warehouse.fit_plan(venue.name, instrument, date, catalogue.dates_of(venue.name, instrument),
+                                  settings.training.train_days, settings.training.lookback_days)
+        if not plan.ready or plan.scope != PREVIOUS_DAYS:
+            continue
+        stale = stale_model_families(warehouse, venue, instrument, date, plan, settings, tables=(TRAINED_MODELS,))
+        if stale:
+            requests.append(dg.RunRequest(
+                run_key=f"nightly|{night}|{venue.name}|{instrument}|{date}|{','.join(stale)}", job_name=ingest_job_name(venue),
+                partition_key=dg.MultiPartitionKey({"date": date, "instrument": instrument}),
+                asset_selection=[model_key(venue, f, TRAINED_MODELS) for f in stale],
+                tags={"lob/venue": venue.name, "lob/what": "train ahead"}))
     return requests
 
 
@@ -174,8 +256,8 @@ def recorded_panel_inputs(instance: dg.DagsterInstance, key: dg.AssetKey, date: 
     return inputs.value if inputs is not None else None
 
 
-def build_sensors(venues: list[Venue], settings: Settings, jobs: dict) -> list[dg.SensorDefinition]:
-    """The three sensors (module docstring) over ``jobs`` (by name, from ``build_jobs``)."""
+def build_automation(venues: list[Venue], settings: Settings, jobs: dict) -> tuple[list[dg.SensorDefinition], list]:
+    """The sensors and the nightly schedules (module docstring) over ``jobs`` (by name, from ``build_jobs``)."""
     message_jobs = [jobs[ingest_job_name(v)] for v in venues if v.kind is MESSAGES]
     by_name = {v.name: v for v in venues}
 
@@ -204,7 +286,17 @@ def build_sensors(venues: list[Venue], settings: Settings, jobs: dict) -> list[d
         """Builds or rebuilds the crypto panel of every date whose validated snapshots changed."""
         return dg.SensorResult(run_requests=panel_requests(venues, context.instance))
 
+    def nightly(venue: Venue) -> dg.ScheduleDefinition:
+        @dg.schedule(name=f"nightly_retraining_{venue.name}", cron_schedule="0 2 * * *", execution_timezone="UTC",
+                     job=jobs[ingest_job_name(venue)], default_status=dg.DefaultScheduleStatus.RUNNING)
+        def nightly_retraining(context: dg.ScheduleEvaluationContext):
+            """Each night: ingest what arrived, retrain what it changed, train the next trading day's models."""
+            return nightly_requests(venue, settings, context.instance, context.scheduled_execution_time)
+
+        return nightly_retraining
+
+    schedules = [nightly(v) for v in venues]
     sensors = [new_raw_files]
     sensors += [refit_training_windows] if message_jobs else []
     sensors += [rebuild_crypto_panels] if any(v.kind is SNAPSHOTS for v in venues) else []
-    return sensors
+    return sensors, schedules

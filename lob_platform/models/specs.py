@@ -154,6 +154,7 @@ class ModelSpecs:
     labels: LabelSpec = field(default_factory=LabelSpec)
     tabular_features: TabularFeatureSpec = field(default_factory=TabularFeatureSpec)
     validation_fraction: float = 0.2  # of the training window's rows, the last ones (chronologically)
+    max_train_rows: int | None = None  # train on at most this many labelled rows, the most recent (None: all)
     lightgbm: LightGBMSpec = field(default_factory=LightGBMSpec)
     logistic_regression: LogisticRegressionSpec = field(default_factory=LogisticRegressionSpec)
     random_forest: RandomForestSpec = field(default_factory=RandomForestSpec)
@@ -171,8 +172,9 @@ class ModelSpecs:
     def tiny(cls) -> "ModelSpecs":
         """Small enough for CI and the main job on two CPU cores; still learns the planted signal."""
         search = SearchSpec(n_trials=2)
-        return cls(lightgbm=LightGBMSpec(n_estimators=60, num_leaves=15, search=search),
+        return cls(max_train_rows=8_000,
+                   lightgbm=LightGBMSpec(n_estimators=60, num_leaves=15, search=search),
                    logistic_regression=LogisticRegressionSpec(max_iter=300, search=search),
                    random_forest=RandomForestSpec(n_estimators=24, max_depth=8, min_samples_leaf=20, max_samples=0.2,
                                                   search=search),
-                   lstm=LSTMSpec(hidden_size=16, num_layers=1, batch_size=256, epochs=4, patience=2, train_stride=4))
+                   lstm=LSTMSpec(hidden_size=16, num_layers=1, batch_size=256, epochs=4, patience=2, train_stride=2))

@@ -55,7 +55,7 @@ def feature_list(family: str, specs: ModelSpecs, columns: list[str]) -> list[str
 
 def config_hash(family: str, specs: ModelSpecs) -> str:
     features = specs.tabular_features if family in TABULAR_FAMILIES else LSTM_FEATURES
-    return spec_hash(specs.of(family), specs.labels, features, specs.validation_fraction)
+    return spec_hash(specs.of(family), specs.labels, features, specs.validation_fraction, specs.max_train_rows)
 
 
 def input_columns(family: str, specs: ModelSpecs, available: list[str]) -> list[str]:
@@ -79,6 +79,8 @@ def train_family(family: str, specs: ModelSpecs, rows: pl.DataFrame, where: str,
     for label in labels or specs.labels.labels:
         target = make_target(rows, label, specs.labels)
         train, validation = (split == "train") & (target.y != UNKNOWN), (split == "validation") & (target.y != UNKNOWN)
+        if specs.max_train_rows is not None:
+            train[np.flatnonzero(train)[:-specs.max_train_rows]] = False  # keep the most recent rows
         _require_rows(where, label, target, train, validation)
         log(f"{family} {label}: {train.sum():,} training rows, {validation.sum():,} validation rows")
         if isinstance(spec, LSTMSpec):
