@@ -34,7 +34,7 @@ def training_rows(window: dict[str, pl.DataFrame], day: pl.DataFrame | None, dat
     if scope == SAME_DAY_SPLIT:
         if day is None or not day.height:
             raise TrainingDataError(f"{date} has no earlier day in its window and no rows of its own: nothing to train on.")
-        return test_rows(day, date, scope, train_fraction, purge_events)
+        return evaluation_rows(day, date, scope, train_fraction, purge_events)
     if scope != PREVIOUS_DAYS:
         raise ValueError(f"unknown window scope {scope!r}")
     days = [frame.with_columns(pl.lit(d).alias("date")) for d, frame in sorted(window.items())]
@@ -44,7 +44,7 @@ def training_rows(window: dict[str, pl.DataFrame], day: pl.DataFrame | None, dat
     return train.with_columns(_train_validation(train["date"].to_numpy(), validation_fraction, purge_events))
 
 
-def test_rows(day: pl.DataFrame, date: str, scope: str, train_fraction: float, purge_events: int) -> pl.DataFrame:
+def evaluation_rows(day: pl.DataFrame, date: str, scope: str, train_fraction: float, purge_events: int) -> pl.DataFrame:
     """The rows of the day a model is tested on, with ``split``: all ``test`` when the model learnt
     from earlier days; the chronological train / validation / test split with purge gaps when it
     learnt from the first part of this day."""

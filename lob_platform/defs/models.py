@@ -26,7 +26,7 @@ import polars as pl
 import pydantic
 
 from lob_platform.core.settings import Settings, warehouse_root
-from lob_platform.datasets.rows import purge_gap, test_rows, training_rows
+from lob_platform.datasets.rows import evaluation_rows, purge_gap, training_rows
 from lob_platform.defs.features import fit_spec_hash, resolve_window
 from lob_platform.defs.partitions import by_date_and_instrument, day_of, earlier_days
 from lob_platform.defs.raw import venue_key
@@ -66,11 +66,12 @@ def family_config(family: str) -> type[dg.Config]:
     search budget), each optional: unset means the settings' value."""
     spec_type = type(ModelSpecs().of(family))
     hints = typing.get_type_hints(spec_type)
-    fields = {f.name: (Optional[hints[f.name]], pydantic.Field(None, description=f"{f.name} (settings: {f.default})"))
+    fields = {f.name: (Optional[list[str] if f.name == "labels" else hints[f.name]],
+                       pydantic.Field(None, description=f"{f.name} (settings: {f.default})"))
               for f in dataclasses.fields(spec_type) if f.name != "search"}
     if family in TABULAR_FAMILIES:
         fields["n_trials"] = (Optional[int], pydantic.Field(None, description="Optuna trial budget"))
-    fields["labels"] = (Optional[list[str]], pydantic.Field(None, description="labels to train, e.g. next_mid_up, move_10ev"))
+    fields.setdefault("labels", (Optional[list[str]], pydantic.Field(None, description="labels to train, e.g. next_mid_up, move_10ev")))
     fields["labelling"] = (Optional[str], pydantic.Field(None, description="three-class labels: threshold or smoothed"))
     name = "".join(part.title() for part in family.split("_")) + "Config"
     return pydantic.create_model(name, __base__=dg.Config, __doc__=f"Overrides of the {FAMILY_TITLES[family]} spec for one run.",
@@ -79,9 +80,12 @@ def family_config(family: str) -> type[dg.Config]:
 
 def specs_for_run(settings: ModelSpecs, family: str, config: dg.Config) -> ModelSpecs:
     values = {k: v for k, v in config.model_dump().items() if v is not None}
-    labels = LabelSpec(tuple(values.pop("labels", settings.labels.labels)), values.pop("labelling", settings.labels.labelling),
-                       settings.labels.flat_share)
     spec = settings.of(family)
+    if "labels" in values:
+        values["labels"] = tuple(values["labels"])
+    own_labels = hasattr(spec, "labels")  # a family with its own label list (the LSTM) takes the override there
+    labels = LabelSpec(settings.labels.labels if own_labels else values.pop("labels", settings.labels.labels),
+                       values.pop("labelling", settings.labels.labelling), settings.labels.flat_share)
     if "n_trials" in values:
         spec = replace(spec, search=SearchSpec(values.pop("n_trials"), spec.search.seed))
     return replace(settings.with_family(family, replace(spec, **values)), labels=labels)
@@ -118,7 +122,8 @@ def build_trained_models_asset(venue: Venue, family: str, settings: Settings) ->
         warehouse = Warehouse(warehouse_root())
         days = {d: _features(warehouse, venue, d, instrument, family, specs) for d in plan.dates}
         rows = training_rows({d: f for d, f in days.items() if d != date}, days.get(date), date, plan.scope,
-                             settings.training.train_fraction, specs.validation_fraction, purge_gap(specs.labels.labels))
+                             settings.training.train_fraction, specs.validation_fraction,
+                             purge_gap(specs.labels_of(family)))
         context.log.info(f"{title}: {plan.scope} over {', '.join(plan.dates)}: {rows.height:,} rows")
         trained = train_family(family, specs, rows, where, context.log.info)
         provenance = {"fit_scope": plan.scope, "fit_dates": ",".join(plan.dates), "fit_excluded": ",".join(plan.excluded),
@@ -196,7 +201,7 @@ def build_predictions_asset(venue: Venue, family: str, settings: Settings) -> dg
                 raise dg.Failure(f"the model at {folder} is version {version}, but {TRAINED_MODELS} {date}|{instrument} "
                                  f"recorded {model_row['model_version']}: it was retrained or changed since; "
                                  f"rematerialize {TRAINED_MODELS} and this asset together.")
-            rows = test_rows(features, date, manifest["fit_scope"], manifest["fit_train_fraction"],
+            rows = evaluation_rows(features, date, manifest["fit_scope"], manifest["fit_train_fraction"],
                              purge_gap(tuple(trained_models["label"])))
             prediction = predict_day(manifest, model, rows, where)
             predictions.append(_prediction_frame(rows, prediction, model_row))

@@ -113,6 +113,7 @@ class LSTMSpec:
     epochs: int = 30
     patience: int = 5  # epochs without a better validation loss before training stops
     train_stride: int = 1  # take every train_stride-th training window (1: all)
+    labels: tuple[str, ...] = (NEXT_MID_UP,)  # up/down logits, as the LOB-LSTM project; any LabelSpec label works
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -155,6 +156,7 @@ class ModelSpecs:
     tabular_features: TabularFeatureSpec = field(default_factory=TabularFeatureSpec)
     validation_fraction: float = 0.2  # of the training window's rows, the last ones (chronologically)
     max_train_rows: int | None = None  # train on at most this many labelled rows, the most recent (None: all)
+    max_validation_rows: int | None = None  # score on at most this many validation rows, the most recent (None: all)
     lightgbm: LightGBMSpec = field(default_factory=LightGBMSpec)
     logistic_regression: LogisticRegressionSpec = field(default_factory=LogisticRegressionSpec)
     random_forest: RandomForestSpec = field(default_factory=RandomForestSpec)
@@ -165,6 +167,11 @@ class ModelSpecs:
             raise ConfigError(f"unknown model family {family!r}; known: {FAMILIES}")
         return getattr(self, family)
 
+    def labels_of(self, family: str) -> tuple[str, ...]:
+        """The labels a family trains one model each for: its own list where it has one (the
+        LSTM's), otherwise ``labels.labels``."""
+        return getattr(self.of(family), "labels", None) or self.labels.labels
+
     def with_family(self, family: str, spec: FamilySpec) -> "ModelSpecs":
         return replace(self, **{family: spec})
 
@@ -172,7 +179,7 @@ class ModelSpecs:
     def tiny(cls) -> "ModelSpecs":
         """Small enough for CI and the main job on two CPU cores; still learns the planted signal."""
         search = SearchSpec(n_trials=2)
-        return cls(max_train_rows=8_000,
+        return cls(max_train_rows=8_000, max_validation_rows=4_000,
                    lightgbm=LightGBMSpec(n_estimators=60, num_leaves=15, search=search),
                    logistic_regression=LogisticRegressionSpec(max_iter=300, search=search),
                    random_forest=RandomForestSpec(n_estimators=24, max_depth=8, min_samples_leaf=20, max_samples=0.2,

@@ -65,6 +65,14 @@ def make_estimator(spec, params: dict):
     raise TypeError(f"not a tabular spec: {type(spec).__name__}")
 
 
+def deterministic_predictions(estimator):
+    """The fitted estimator set to predict in one thread: a random forest's parallel prediction
+    adds the trees' probabilities in whatever order the threads finish, so the last bits vary."""
+    if "randomforestclassifier" in getattr(estimator, "named_steps", {}):
+        estimator.set_params(randomforestclassifier__n_jobs=1)
+    return estimator
+
+
 def preprocessing(estimator) -> dict:
     """The fitted imputer medians and scaler parameters (for the manifest); none for LightGBM."""
     steps = getattr(estimator, "named_steps", {})

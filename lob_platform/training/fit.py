@@ -55,14 +55,15 @@ def feature_list(family: str, specs: ModelSpecs, columns: list[str]) -> list[str
 
 def config_hash(family: str, specs: ModelSpecs) -> str:
     features = specs.tabular_features if family in TABULAR_FAMILIES else LSTM_FEATURES
-    return spec_hash(specs.of(family), specs.labels, features, specs.validation_fraction, specs.max_train_rows)
+    return spec_hash(specs.of(family), specs.labels, features, specs.validation_fraction, specs.max_train_rows,
+                     specs.max_validation_rows)
 
 
 def input_columns(family: str, specs: ModelSpecs, available: list[str]) -> list[str]:
     """Every features column a family's training and evaluation read: keys, inputs, label sources
     and the baselines' OFI."""
     keys = ["event_row", "ts_ns", "source_row"]
-    wanted = [*keys, *feature_list(family, specs, available), *source_columns(specs.labels.labels), OFI_BASELINE_FEATURE]
+    wanted = [*keys, *feature_list(family, specs, available), *source_columns(specs.labels_of(family)), OFI_BASELINE_FEATURE]
     return list(dict.fromkeys(c for c in wanted if c in set(available)))
 
 
@@ -76,11 +77,12 @@ def train_family(family: str, specs: ModelSpecs, rows: pl.DataFrame, where: str,
     split = rows["split"].cast(pl.String).to_numpy()
     scaling = _standardise(matrix, split == "train") if isinstance(spec, LSTMSpec) else None
     trained = []
-    for label in labels or specs.labels.labels:
+    for label in labels or specs.labels_of(family):
         target = make_target(rows, label, specs.labels)
         train, validation = (split == "train") & (target.y != UNKNOWN), (split == "validation") & (target.y != UNKNOWN)
-        if specs.max_train_rows is not None:
-            train[np.flatnonzero(train)[:-specs.max_train_rows]] = False  # keep the most recent rows
+        for mask, most in ((train, specs.max_train_rows), (validation, specs.max_validation_rows)):
+            if most is not None:
+                mask[np.flatnonzero(mask)[:-most]] = False  # keep the most recent rows
         _require_rows(where, label, target, train, validation)
         log(f"{family} {label}: {train.sum():,} training rows, {validation.sum():,} validation rows")
         if isinstance(spec, LSTMSpec):
@@ -159,7 +161,7 @@ def build_module(manifest: dict):
 
 
 def predict_day(manifest: dict, model, rows: pl.DataFrame, where: str) -> Prediction:
-    """The stored model's probabilities on the test rows of ``rows`` (``datasets.rows.test_rows``),
+    """The stored model's probabilities on the test rows of ``rows`` (``datasets.rows.evaluation_rows``),
     the targets under the label parameters it was trained with, and the baselines."""
     matrix = feature_matrix(rows, manifest["features"], where)
     test = (rows["split"].cast(pl.String) == "test").fill_null(False).to_numpy()

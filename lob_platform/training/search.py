@@ -12,7 +12,7 @@ import numpy as np
 import optuna
 from sklearn.metrics import log_loss
 
-from lob_platform.models.tabular import make_estimator, spec_params, suggest
+from lob_platform.models.tabular import deterministic_predictions, make_estimator, spec_params, suggest
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -28,7 +28,7 @@ def search(spec, x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_
     def objective(trial: optuna.Trial) -> float:
         params = suggest(trial, spec)
         started = time.perf_counter()
-        estimator = make_estimator(spec, params).fit(x_train, y_train)
+        estimator = deterministic_predictions(make_estimator(spec, params).fit(x_train, y_train))
         proba = estimator.predict_proba(x_val)
         loss = float(log_loss(y_val, proba, labels=labels))
         accuracy = float(np.mean(proba.argmax(axis=1) == y_val))
