@@ -114,9 +114,10 @@ class Warehouse:
         rows = pl.read_parquet(path, columns=columns, n_rows=1).rows(named=True)
         return rows[0] if rows else None
 
-    def fits_trained_on(self, venue: str, instrument: str, day: str, later_dates: list[str]) -> list[str]:
-        """Those of ``later_dates`` whose recorded fit learned from ``day``."""
-        fits = {date: self.recorded(BIN_EDGES, venue, date, instrument, ["fit_dates"]) for date in later_dates}
+    def fits_trained_on(self, venue: str, instrument: str, day: str, later_dates: list[str], model: str | None = None) -> list[str]:
+        """Those of ``later_dates`` whose recorded fit (or ``model`` family's trained models) learned from ``day``."""
+        table = TRAINED_MODELS if model else BIN_EDGES
+        fits = {date: self.recorded(table, venue, date, instrument, ["fit_dates"], model) for date in later_dates}
         return [date for date, fit in fits.items() if fit and day in fit["fit_dates"].split(",")]
 
     # ---- the crypto panel

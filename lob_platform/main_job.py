@@ -95,7 +95,17 @@ _worker: dict = {}
 
 
 def _start_worker() -> None:
+    """Each worker: the definitions, the instance, and one thread for numerical libraries (two
+    workers on two cores; oversubscribed OpenMP / BLAS threads spin and slow training severalfold)."""
+    import torch
+    from threadpoolctl import threadpool_limits
+
     from lob_platform.defs import build_definitions
+    from lob_platform.models.tabular import THREADS_VARIABLE
+
+    os.environ[THREADS_VARIABLE] = "1"
+    threadpool_limits(1)
+    torch.set_num_threads(1)
 
     _worker["defs"] = build_definitions(load_venues())
     _worker["instance"] = dg.DagsterInstance.get()

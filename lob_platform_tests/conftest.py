@@ -3,10 +3,13 @@ data and warehouse folders per test."""
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
 import pytest
+
+os.environ.setdefault("LOB_MODEL_SIZE", "tiny")  # every model trained in tests is a small configuration
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 LOBSTER_SAMPLES = SHARED_DATA / "lobster"

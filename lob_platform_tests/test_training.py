@@ -11,7 +11,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from lob_platform.datasets.rows import evaluation_rows, feature_matrix, purge_gap, training_rows
+from lob_platform.datasets.rows import evaluation_rows, purge_gap, training_rows
 from lob_platform.datasets.targets import UNKNOWN, make_target
 from lob_platform.datasets.windows import gather, window_ends
 from lob_platform.errors import IncompatibleCheckpoint, TrainingDataError

@@ -35,7 +35,7 @@ from lob_platform.lineage import FEATURES, MODEL_METRICS, PREDICTIONS, TRAINED_M
 from lob_platform.models.specs import FAMILIES, FAMILY_TITLES, TABULAR_FAMILIES, LabelSpec, ModelSpecs, SearchSpec
 from lob_platform.sources.registry import Venue
 from lob_platform.training import plots, store
-from lob_platform.training.fit import build_module, config_hash, feature_list, input_columns, predict_day, train_family
+from lob_platform.training.fit import build_module, feature_list, input_columns, predict_day, train_family
 from lob_platform.training.metrics import BASELINES, compare, reliability
 
 GPU_POOL = "gpu"
@@ -66,8 +66,8 @@ def family_config(family: str) -> type[dg.Config]:
     search budget), each optional: unset means the settings' value."""
     spec_type = type(ModelSpecs().of(family))
     hints = typing.get_type_hints(spec_type)
-    fields = {f.name: (Optional[list[str] if f.name == "labels" else hints[f.name]],
-                       pydantic.Field(None, description=f"{f.name} (settings: {f.default})"))
+    hints["labels"] = list[str]  # a tuple in the spec, a list in run config
+    fields = {f.name: (Optional[hints[f.name]], pydantic.Field(None, description=f"{f.name} (settings: {f.default})"))
               for f in dataclasses.fields(spec_type) if f.name != "search"}
     if family in TABULAR_FAMILIES:
         fields["n_trials"] = (Optional[int], pydantic.Field(None, description="Optuna trial budget"))

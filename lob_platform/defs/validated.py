@@ -10,8 +10,8 @@ line) are still written, so nothing is lost. A user who accepts a few bad rows r
 higher fraction.
 
 A day that fails leaves nothing derived from an earlier delivery of it: its features, fit,
-tokens and labels, the fits (and their tokens and labels) of later days that learned from it,
-and, for crypto, the panel of its date are deleted (so no SQL view shows them), wiped from the
+tokens, labels, models, predictions and model metrics, the fits (and their tokens and labels) and
+the models (and their predictions) of later days that learned from it, and, for crypto, the panel of its date are deleted (so no SQL view shows them), wiped from the
 asset catalogue where the instance's storage can wipe one partition, and each gets an observation
 saying why. The automation refits and rebuilds them without the failed day.
 """
@@ -28,7 +28,8 @@ from lob_platform.core.tables import MESSAGES, REPORT_TABLE
 from lob_platform.defs.checks import pandera_check, pandera_check_spec
 from lob_platform.defs.partitions import by_date_and_instrument, day_of
 from lob_platform.defs.raw import find_day, time_span, venue_key
-from lob_platform.lineage import DERIVED_PER_DAY, FIT_CHAIN, PANEL, Warehouse
+from lob_platform.lineage import DERIVED_PER_DAY, FIT_CHAIN, MODEL_TABLES, PANEL, Warehouse
+from lob_platform.models.specs import FAMILIES
 from lob_platform.sources.registry import Venue
 from lob_platform.storage import delete_partition
 from lob_platform.validation.report import RuleResult, ValidationReport, split_valid_rejected
@@ -137,14 +138,17 @@ def retract_derived(context, venue: Venue, training: TrainingWindowSpec, date: s
     if venue.kind is MESSAGES:
         last = (Date.fromisoformat(date) + timedelta(days=training.lookback_days)).isoformat()
         later = [d.isoformat() for d in venue.catalogue().dates_of(venue.name, instrument) if date < d.isoformat() <= last]
-        partitions = [(table, date, instrument) for table in DERIVED_PER_DAY]
-        partitions += [(table, later_date, instrument) for later_date in warehouse.fits_trained_on(venue.name, instrument, date, later)
-                       for table in FIT_CHAIN]
+        partitions = [(table, date, instrument, None) for table in DERIVED_PER_DAY]
+        partitions += [(table, later_date, instrument, None)
+                       for later_date in warehouse.fits_trained_on(venue.name, instrument, date, later) for table in FIT_CHAIN]
+        families = FAMILIES if venue.has_book else ()
+        partitions += [(table, day, instrument, family) for family in families for table in MODEL_TABLES
+                       for day in [date, *warehouse.fits_trained_on(venue.name, instrument, date, later, model=family)]]
     else:
-        partitions = [(PANEL, date, None)]
-    for table, day, name in partitions:
-        if delete_partition(warehouse.path(table, venue.name, day, name)):
-            key = venue_key(venue, table)
+        partitions = [(PANEL, date, None, None)]
+    for table, day, name, family in partitions:
+        if delete_partition(warehouse.path(table, venue.name, day, name, family)):
+            key = dg.AssetKey([venue.name, family, table]) if family else venue_key(venue, table)
             partition = f"{day}|{name}" if name is not None else day
             # PostgreSQL event logs drop the partition from the catalogue; SQLite ones cannot wipe one
             # partition, so there the observation below is what the UI shows

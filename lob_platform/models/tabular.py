@@ -8,13 +8,21 @@ with the model on training rows only), logistic regression then standard scaling
 
 from __future__ import annotations
 
+import os
 from dataclasses import asdict
 
 import optuna
 
 from lob_platform.models.specs import LightGBMSpec, LogisticRegressionSpec, RandomForestSpec
 
-THREADS = 2  # fixed, so a given seed gives the same model on every run
+THREADS_VARIABLE = "LOB_TRAIN_THREADS"
+
+
+def threads() -> int:
+    """Threads a fit may use: ``$LOB_TRAIN_THREADS``, else every core. The main job sets 1 in each
+    of its workers, which already keep both cores busy: more threads than cores make OpenMP's
+    spin-waits cost several times the work."""
+    return int(os.environ.get(THREADS_VARIABLE) or os.cpu_count() or 1)
 
 
 def spec_params(spec) -> dict:
@@ -46,7 +54,7 @@ def make_estimator(spec, params: dict):
     if isinstance(spec, LightGBMSpec):
         from lightgbm import LGBMClassifier
 
-        return LGBMClassifier(**params, random_state=spec.seed, n_jobs=THREADS, deterministic=True,
+        return LGBMClassifier(**params, random_state=spec.seed, n_jobs=threads(), deterministic=True,
                               force_row_wise=True, verbose=-1)
     from sklearn.impute import SimpleImputer
     from sklearn.pipeline import make_pipeline
@@ -61,7 +69,7 @@ def make_estimator(spec, params: dict):
         from sklearn.ensemble import RandomForestClassifier
 
         return make_pipeline(SimpleImputer(strategy="median"),
-                             RandomForestClassifier(**params, random_state=spec.seed, n_jobs=THREADS))
+                             RandomForestClassifier(**params, random_state=spec.seed, n_jobs=threads()))
     raise TypeError(f"not a tabular spec: {type(spec).__name__}")
 
 

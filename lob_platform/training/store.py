@@ -24,7 +24,6 @@ import json
 import os
 import pickle
 import tempfile
-from dataclasses import dataclass
 from importlib.metadata import version as package_version
 from pathlib import Path
 
