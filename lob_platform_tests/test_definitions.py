@@ -46,6 +46,7 @@ def describe_graph(defs: dg.Definitions) -> str:
         lines.append(f"check {check.to_user_string()} blocking={graph.get_check_spec(check).blocking}")
     lines += [f"job {job.name}" for job in sorted(defs.resolve_all_job_defs(), key=lambda j: j.name) if not job.name.startswith("__")]
     lines += [f"sensor {sensor.name}" for sensor in defs.sensors]
+    lines += [f"schedule {schedule.name} {schedule.cron_schedule} {schedule.execution_timezone}" for schedule in defs.schedules]
     return "\n".join(lines) + "\n"
 
 

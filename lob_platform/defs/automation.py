@@ -199,19 +199,21 @@ def next_trading_day(venue: Venue, evaluated_at: datetime) -> Date:
 def nightly_requests(venue: Venue, settings: Settings, instance: dg.DagsterInstance, evaluated_at: datetime) -> list[dg.RunRequest]:
     """What ``nightly_retraining`` asks for at ``evaluated_at`` (module docstring): the days in the
     data folder never ingested, the stale days' refits and retraining, and the models of each
-    instrument's next trading day where that day has no file yet and its window is settled."""
+    instrument's next trading day where that day has no file yet and its window is settled.
+    Only registered instruments: a schedule cannot add partitions, the ``new_raw_files`` sensor does."""
     catalogue, warehouse = venue.catalogue(), Warehouse(warehouse_root())
     night = evaluated_at.date().isoformat()
     ingested = ingested_days(instance, [venue])
-    requests = [ingest_request(venue, d, settings, f"nightly|{night}|{day_key(d)}|{d.stamp_ns}")
-                for d in catalogue.days if in_partition_range(d) and day_key(d) not in ingested]
+    known = set(instance.get_dynamic_partitions(instruments_of(venue.name).name))  # new ones: the new_raw_files sensor
+    requests = [ingest_request(venue, d, settings, f"nightly|{night}|{day_key(d)}|{d.stamp_ns}") for d in catalogue.days
+                if in_partition_range(d) and d.instrument in known and day_key(d) not in ingested]
     if venue.kind is not MESSAGES:
         return requests
     requests += refit_requests([venue], settings, instance)
     if not venue.has_book:
         return requests
     upcoming = next_trading_day(venue, evaluated_at)
-    for instrument in sorted({d.instrument for d in catalogue.days}):
+    for instrument in sorted({d.instrument for d in catalogue.days} & known):
         if catalogue.find(venue.name, instrument, upcoming) or not trading_date.has_partition_key(upcoming.isoformat()):
             continue
         date = upcoming.isoformat()
