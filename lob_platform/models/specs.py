@@ -179,7 +179,7 @@ class ModelSpecs:
     def tiny(cls) -> "ModelSpecs":
         """Small enough for CI and the main job on two CPU cores; still learns the planted signal."""
         search = SearchSpec(n_trials=2)
-        return cls(max_train_rows=8_000, max_validation_rows=4_000,
+        return cls(max_train_rows=20_000, max_validation_rows=4_000,
                    lightgbm=LightGBMSpec(n_estimators=60, num_leaves=15, search=search),
                    logistic_regression=LogisticRegressionSpec(max_iter=300, search=search),
                    random_forest=RandomForestSpec(n_estimators=24, max_depth=8, min_samples_leaf=20, max_samples=0.2,
