@@ -87,7 +87,7 @@ def measure(folder: Path, family: str, size: str, how: str, device: str) -> dict
 
             torch.cuda.is_available = lambda: False  # the platform picks CUDA when there is one
         started = time.perf_counter()
-        trained = train_family(family, specs, rows, "benchmark", lambda message: None, labels=(LABEL,))[0]
+        trained = train_family(family, specs, rows, "benchmark", lambda message: None, labels=(LABEL,))[0][0]
         seconds = time.perf_counter() - started
         units = trained.manifest.get("training_windows", trained.manifest["train_rows"])
         units *= len(trained.history) if isinstance(spec, LSTMSpec) else 1

@@ -185,6 +185,16 @@ def test_infinity_in_a_feature_is_refused_naming_column_date_and_row(signal):
         train_family("lightgbm", specs, broken, "lobster 2024-03-07|ACME", quiet)
 
 
+def test_a_label_that_cannot_be_trained_is_skipped_with_its_reason_and_the_others_train(signal):
+    specs = ModelSpecs.tiny()
+    train, _ = walk_forward(signal, specs)
+    only_up = train.with_columns(pl.lit(True).alias("label_next_mid_up"))
+    trained, skipped = train_family("lightgbm", specs, only_up, "lobster 2024-03-07|ACME", quiet,
+                                    labels=("next_mid_up", "move_10ev"))
+    assert [t.label for t in trained] == ["move_10ev"]
+    assert [(s.label, "class ['down'] of next_mid_up never occurs" in s.reason) for s in skipped] == [("next_mid_up", True)]
+
+
 def test_a_missing_class_and_too_few_rows_are_refused(signal):
     specs = ModelSpecs.tiny()
     train, _ = walk_forward(signal, specs)
@@ -203,7 +213,7 @@ def test_two_trainings_give_identical_predictions_and_the_store_gives_them_back(
     specs = ModelSpecs.tiny()
     days = {d: signal[d].head(3_000) for d in DAYS[2:]}
     train, test = walk_forward(days, specs)
-    first, second = (train_family(family, specs, train, "where", quiet, labels=("next_mid_up",))[0] for _ in range(2))
+    first, second = (train_family(family, specs, train, "where", quiet, labels=("next_mid_up",))[0][0] for _ in range(2))
     one, two = predict_day(first.manifest, first.model, test, "t"), predict_day(second.manifest, second.model, test, "t")
     assert np.array_equal(one.proba, two.proba) and len(one.rows) > 0
     folder = tmp_path / family
@@ -216,7 +226,7 @@ def test_two_trainings_give_identical_predictions_and_the_store_gives_them_back(
 def test_a_model_made_for_another_feature_list_or_configuration_is_refused(signal, tmp_path):
     specs = ModelSpecs.tiny()
     train, _ = walk_forward({d: signal[d].head(3_000) for d in DAYS[2:]}, specs)
-    model = train_family("lightgbm", specs, train, "where", quiet, labels=("next_mid_up",))[0]
+    (model,), _ = train_family("lightgbm", specs, train, "where", quiet, labels=("next_mid_up",))
     store.save(tmp_path, model.manifest, model.model)
     fewer = model.manifest["features"][:-1]
     with pytest.raises(IncompatibleCheckpoint, match=r"features: the model has .*this run needs"):
@@ -252,7 +262,7 @@ def test_each_family_learns_the_planted_signal_and_stays_at_chance_without_it(fa
     specs = ModelSpecs.tiny()
     warnings.simplefilter("ignore")
     train, test = walk_forward(signal, specs)
-    scores = out_of_sample(train_family(family, specs, train, "signal", quiet, labels=HONEST_LABELS), test)
+    scores = out_of_sample(train_family(family, specs, train, "signal", quiet, labels=HONEST_LABELS)[0], test)
     up = scores["next_mid_up"]
     assert up["accuracy"]["value"] > max(up["accuracy"]["majority"], up["accuracy"]["persistence"]) + 0.04
     assert up["accuracy"]["value"] > up["accuracy"]["ofi_sign"] - 0.03 and up["mcc"]["value"] > 0.5
@@ -260,6 +270,6 @@ def test_each_family_learns_the_planted_signal_and_stays_at_chance_without_it(fa
     assert move["accuracy"]["value"] > move["accuracy"]["majority"] + 0.2 and move["mcc"]["value"] > 0.3
 
     train, test = walk_forward(no_signal, specs)
-    null = out_of_sample(train_family(family, specs, train, "no signal", quiet, labels=HONEST_LABELS), test)
+    null = out_of_sample(train_family(family, specs, train, "no signal", quiet, labels=HONEST_LABELS)[0], test)
     assert abs(null["next_mid_up"]["accuracy"]["value"] - 0.5) < 0.03 and abs(null["next_mid_up"]["mcc"]["value"]) < 0.05
     assert abs(null["move_50ev"]["mcc"]["value"]) < 0.05

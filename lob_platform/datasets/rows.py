@@ -63,7 +63,7 @@ def _train_validation(dates: np.ndarray, validation_fraction: float, purge_event
         start = max(boundary - purge_events, 0)
         same_day = dates[start:boundary] == dates[boundary]  # labels never cross a day: only the boundary's day needs a gap
         codes[start:boundary][same_day] = None
-    return pl.Series("split", codes, Split)
+    return pl.Series("split", codes.tolist(), pl.String).cast(Split)
 
 
 def feature_matrix(rows: pl.DataFrame, columns: list[str], where: str) -> np.ndarray:

@@ -49,6 +49,15 @@ GPU and may be scheduled on GPU nodes."""
 KINDS = {"lightgbm": {"lightgbm"}, "logistic_regression": {"scikitlearn"}, "random_forest": {"scikitlearn"},
          "lstm": {"pytorch"}}
 HEADLINE = ("accuracy", "macro_f1", "mcc", "log_loss", "brier", "ece")
+TRAINED_MODELS_SCHEMA = {
+    "label": pl.String, "classes": pl.String, "model_version": pl.String, "store_path": pl.String,
+    "config_hash": pl.String, "labelling": pl.String, "train_rows": pl.Int64, "validation_rows": pl.Int64,
+    "validation_accuracy": pl.Float64, "validation_macro_f1": pl.Float64, "validation_log_loss": pl.Float64,
+    "skipped_reason": pl.String, "fit_scope": pl.String, "fit_dates": pl.String, "fit_excluded": pl.String,
+    "fit_train_fraction": pl.Float64, "fit_inputs": pl.String, "spec_hash": pl.String,
+}
+"""One row per label: the stored model's path and version, or why the label was skipped; the
+window it learnt from (``fit_*``) and the settings' hashes."""
 
 
 def model_key(venue: Venue, family: str, table: str) -> dg.AssetKey:
@@ -107,10 +116,13 @@ def build_trained_models_asset(venue: Venue, family: str, settings: Settings) ->
         kinds=KINDS[family],
         pool=GPU_POOL,
         op_tags=GPU_STEP_TAGS,
+        check_specs=[dg.AssetCheckSpec("every_label_trained", asset=model_key(venue, family, TRAINED_MODELS), description=(
+            "a model was trained for every label (a warning: a label whose window has too few labelled rows or "
+            "lacks a class is skipped, with its reason, and the others go on)"))],
         description=(f"{title} models for this date, one per label, trained on the days before it (walk-forward) and "
                      "saved in the model store (warehouse/models/); one row per label with its version and window."),
     )
-    def trained_models(context: dg.AssetExecutionContext, config: Config) -> dg.Output:
+    def trained_models(context: dg.AssetExecutionContext, config: Config):
         date, instrument = day_of(context)
         specs = specs_for_run(settings.models, family, config)
         where = f"{venue.name} {family} {date}|{instrument}"
@@ -125,7 +137,7 @@ def build_trained_models_asset(venue: Venue, family: str, settings: Settings) ->
                              settings.training.train_fraction, specs.validation_fraction,
                              purge_gap(specs.labels_of(family)))
         context.log.info(f"{title}: {plan.scope} over {', '.join(plan.dates)}: {rows.height:,} rows")
-        trained = train_family(family, specs, rows, where, context.log.info)
+        trained, skipped = train_family(family, specs, rows, where, context.log.info)
         provenance = {"fit_scope": plan.scope, "fit_dates": ",".join(plan.dates), "fit_excluded": ",".join(plan.excluded),
                       "fit_train_fraction": settings.training.train_fraction,
                       "fit_inputs": warehouse.window_inputs(plan, venue.name, instrument),
@@ -142,18 +154,24 @@ def build_trained_models_asset(venue: Venue, family: str, settings: Settings) ->
                             "store_path": str(folder.relative_to(warehouse.root)), "config_hash": model.manifest["config_hash"],
                             "labelling": specs.labels.labelling, "train_rows": model.manifest["train_rows"],
                             "validation_rows": model.manifest["validation_rows"],
-                            **{f"validation_{k}": validation[k] for k in ("accuracy", "macro_f1", "log_loss")}, **provenance})
+                            **{f"validation_{k}": validation[k] for k in ("accuracy", "macro_f1", "log_loss")},
+                            "skipped_reason": None, **provenance})
             curves.append(plots.markdown_image(curve, f"{family} {model.label}"))
-        table = pl.DataFrame(records)
-        return dg.Output(table, metadata={
+        records += [{"label": s.label, "skipped_reason": s.reason, **provenance} for s in skipped]
+        table = pl.DataFrame(records, schema=TRAINED_MODELS_SCHEMA)
+        yield dg.Output(table, metadata={
             "window": f"{plan.scope}: {', '.join(plan.dates)}" + (f"; skipped {', '.join(plan.excluded)}" if plan.excluded else ""),
-            "validation": dg.MetadataValue.md(_markdown(table.select("label", "train_rows", "validation_rows",
-                                                                     "validation_accuracy", "validation_macro_f1",
-                                                                     "validation_log_loss").to_dicts())),
+            "validation": dg.MetadataValue.md(_markdown(table.filter(pl.col("model_version").is_not_null()).select(
+                "label", "train_rows", "validation_rows", "validation_accuracy", "validation_macro_f1",
+                "validation_log_loss").to_dicts())),
             "training_curves": dg.MetadataValue.md("\n\n".join(curves)),
             "search_or_epochs": dg.MetadataValue.json({m.label: m.history for m in trained}),
             "config": dg.MetadataValue.json(dataclasses.asdict(specs.of(family))),
         })
+        yield dg.AssetCheckResult(check_name="every_label_trained", passed=not skipped,
+                                  severity=dg.AssetCheckSeverity.WARN,
+                                  description=f"{len(trained)} of {len(trained) + len(skipped)} labels trained",
+                                  metadata={"skipped": dg.MetadataValue.json({s.label: s.reason for s in skipped})})
 
     return trained_models
 
@@ -191,7 +209,7 @@ def build_predictions_asset(venue: Venue, family: str, settings: Settings) -> dg
         where = f"{venue.name}/features {date}|{instrument}"
         warehouse_path = warehouse_root()
         predictions, metrics, images, summary = [], [], [], []
-        for model_row in trained_models.iter_rows(named=True):
+        for model_row in trained_models.filter(pl.col("model_version").is_not_null()).iter_rows(named=True):
             folder = Path(warehouse_path, model_row["store_path"])
             expected = {"family": family, "label": model_row["label"], "config_hash": model_row["config_hash"],
                         "features": feature_list(family, settings.models, features.columns)}

@@ -67,42 +67,63 @@ def input_columns(family: str, specs: ModelSpecs, available: list[str]) -> list[
     return list(dict.fromkeys(c for c in wanted if c in set(available)))
 
 
+@dataclass
+class Skipped:
+    """A label no honest model could be trained for on this window, and why."""
+
+    label: str
+    reason: str
+
+
 def train_family(family: str, specs: ModelSpecs, rows: pl.DataFrame, where: str, log: Log,
-                 labels: tuple[str, ...] | None = None) -> list[Trained]:
+                 labels: tuple[str, ...] | None = None) -> tuple[list[Trained], list[Skipped]]:
     """One model per label over ``rows`` (``datasets.rows.training_rows``); ``where`` names the
-    window in errors (venue, partition)."""
+    window in errors (venue, partition). A label whose training rows are too few or lack a class
+    is skipped with its reason (the others still train); when every label is skipped, or a feature
+    holds NaN or infinity, a ``TrainingDataError`` says why."""
     spec = specs.of(family)
     features = feature_list(family, specs, rows.columns)
     matrix = feature_matrix(rows, features, where)
     split = rows["split"].cast(pl.String).to_numpy()
     scaling = _standardise(matrix, split == "train") if isinstance(spec, LSTMSpec) else None
-    trained = []
+    trained, skipped = [], []
     for label in labels or specs.labels_of(family):
-        target = make_target(rows, label, specs.labels)
-        train, validation = (split == "train") & (target.y != UNKNOWN), (split == "validation") & (target.y != UNKNOWN)
-        for mask, most in ((train, specs.max_train_rows), (validation, specs.max_validation_rows)):
-            if most is not None:
-                mask[np.flatnonzero(mask)[:-most]] = False  # keep the most recent rows
-        _require_rows(where, label, target, train, validation)
-        log(f"{family} {label}: {train.sum():,} training rows, {validation.sum():,} validation rows")
-        if isinstance(spec, LSTMSpec):
-            model, history, extra = _train_lstm(spec, matrix, scaling, rows, target.y, train, validation, where, label, log)
-        else:
-            from lob_platform.models.tabular import preprocessing
-            from lob_platform.training.search import search
+        try:
+            trained.append(_train_label(family, specs, rows, matrix, split, scaling, features, label, where, log))
+        except TrainingDataError as problem:
+            log(f"{family} {label}: not trained: {problem}")
+            skipped.append(Skipped(label, str(problem)))
+    if not trained:
+        raise TrainingDataError("; ".join(s.reason for s in skipped))
+    return trained, skipped
 
-            model, params, history = search(spec, matrix[train], target.y[train], matrix[validation], target.y[validation],
-                                            len(target.classes), log)
-            extra = {"best_params": params, "preprocessing": preprocessing(model)}
-            val_proba = model.predict_proba(matrix[validation])
-            extra["validation_metrics"] = classification_metrics(target.y[validation], val_proba, target.classes)
-        shares = np.bincount(target.y[train], minlength=len(target.classes)) / train.sum()
-        manifest = {"family": family, "label": label, "classes": list(target.classes), "features": features,
-                    "config": asdict(spec), "config_hash": config_hash(family, specs), "labelling": specs.labels.labelling,
-                    "label_params": target.params, "train_class_shares": shares.tolist(),
-                    "train_rows": int(train.sum()), "validation_rows": int(validation.sum()), **extra}
-        trained.append(Trained(label, model, manifest, history))
-    return trained
+
+def _train_label(family, specs, rows, matrix, split, scaling, features, label, where, log) -> Trained:
+    spec = specs.of(family)
+    target = make_target(rows, label, specs.labels)
+    train, validation = (split == "train") & (target.y != UNKNOWN), (split == "validation") & (target.y != UNKNOWN)
+    for mask, most in ((train, specs.max_train_rows), (validation, specs.max_validation_rows)):
+        if most is not None:
+            mask[np.flatnonzero(mask)[:-most]] = False  # keep the most recent rows
+    _require_rows(where, label, target, train, validation)
+    log(f"{family} {label}: {train.sum():,} training rows, {validation.sum():,} validation rows")
+    if isinstance(spec, LSTMSpec):
+        model, history, extra = _train_lstm(spec, matrix, scaling, rows, target.y, train, validation, where, label, log)
+    else:
+        from lob_platform.models.tabular import preprocessing
+        from lob_platform.training.search import search
+
+        model, params, history = search(spec, matrix[train], target.y[train], matrix[validation], target.y[validation],
+                                        len(target.classes), log)
+        extra = {"best_params": params, "preprocessing": preprocessing(model)}
+        val_proba = model.predict_proba(matrix[validation])
+        extra["validation_metrics"] = classification_metrics(target.y[validation], val_proba, target.classes)
+    shares = np.bincount(target.y[train], minlength=len(target.classes)) / train.sum()
+    manifest = {"family": family, "label": label, "classes": list(target.classes), "features": features,
+                "config": asdict(spec), "config_hash": config_hash(family, specs), "labelling": specs.labels.labelling,
+                "label_params": target.params, "train_class_shares": shares.tolist(),
+                "train_rows": int(train.sum()), "validation_rows": int(validation.sum()), **extra}
+    return Trained(label, model, manifest, history)
 
 
 def _require_rows(where: str, label: str, target, train: np.ndarray, validation: np.ndarray) -> None:
