@@ -18,6 +18,7 @@ import pytest
 from lob_platform.defs import build_definitions
 from lob_platform.lineage import InputsNotReady
 from lob_platform.main_job import project_message
+from lob_platform.models.specs import FAMILIES
 from lob_platform.sources.catalog import discover
 from lob_platform.sources.registry import load_venues
 from lob_platform.sources.synthetic import MarketConfig, generate_market
@@ -209,10 +210,13 @@ def test_a_redelivered_day_that_fails_leaves_nothing_derived_from_its_old_delive
 def test_a_fit_whose_window_is_not_settled_names_the_days_it_waits_for(fresh, market):
     defs, instance = fresh
     result = materialize_everything(defs, instance, day(WEDNESDAY))
-    (failure,) = [e for e in result.all_events if e.is_step_failure]
-    error, raised = failure.step_failure_data.error, []
-    while error is not None:
-        raised, error = raised + [error.cls_name], error.cause
-    assert InputsNotReady.__name__ in raised
-    assert f"features {TUESDAY}|ACME" in project_message(failure.step_failure_data.error)
+    failures = [e for e in result.all_events if e.is_step_failure]
+    assert sorted(f.step_key for f in failures) == sorted(
+        ["lobster_fit_training_window"] + [f"lobster__{family}__trained_models" for family in FAMILIES])  # the fit and every model
+    for failure in failures:
+        error, raised = failure.step_failure_data.error, []
+        while error is not None:
+            raised, error = raised + [error.cls_name], error.cause
+        assert InputsNotReady.__name__ in raised
+        assert f"features {TUESDAY}|ACME" in project_message(failure.step_failure_data.error)
     assert warehouse_table("features", WEDNESDAY).height > 0  # the day's own assets were made

@@ -19,9 +19,10 @@ THREADS_VARIABLE = "LOB_TRAIN_THREADS"
 
 
 def threads() -> int:
-    """Threads a fit may use: ``$LOB_TRAIN_THREADS``, else every core. The main job sets 1 in each
-    of its workers, which already keep both cores busy: more threads than cores make OpenMP's
-    spin-waits cost several times the work."""
+    """Threads a random forest may use (its trees, hence its model, do not depend on it):
+    ``$LOB_TRAIN_THREADS``, else every core. The main job sets 1 in each of its workers, which
+    already keep both cores busy: more threads than cores make OpenMP's spin-waits cost several
+    times the work."""
     return int(os.environ.get(THREADS_VARIABLE) or os.cpu_count() or 1)
 
 
@@ -54,7 +55,9 @@ def make_estimator(spec, params: dict):
     if isinstance(spec, LightGBMSpec):
         from lightgbm import LGBMClassifier
 
-        return LGBMClassifier(**params, random_state=spec.seed, n_jobs=threads(), deterministic=True,
+        # one thread: LightGBM's histograms sum in a thread-dependent order, so the same seed gives the
+        # same model bytes only with the same thread count, whichever worker or machine trains it
+        return LGBMClassifier(**params, random_state=spec.seed, n_jobs=1, deterministic=True,
                               force_row_wise=True, verbose=-1)
     from sklearn.impute import SimpleImputer
     from sklearn.pipeline import make_pipeline
