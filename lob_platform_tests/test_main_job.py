@@ -22,6 +22,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture
 def home(tmp_path, monkeypatch):
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster_home"))
+    monkeypatch.setenv("LOB_MODEL_FAMILIES", "")  # these tests are about ingest; the first one trains a family
     return tmp_path / "dagster_home"
 
 
@@ -31,12 +32,16 @@ def _add_crypto_sample(data_dir):
                 data_dir / "crypto" / "binance_perp_book_snapshot_5_2020-09-01_BTCUSDT.csv")
 
 
-def test_main_job_ingests_every_day_and_answers_sql(amzn_day_dir, home, capsys):
+def test_main_job_ingests_every_day_trains_and_answers_sql(amzn_day_dir, home, capsys, monkeypatch):
+    monkeypatch.setenv("LOB_MODEL_FAMILIES", "lightgbm")
     _add_crypto_sample(amzn_day_dir)
     assert main(["run"]) == 0
     printed = capsys.readouterr().out
     assert "crypto binance_perp.BTCUSDT 2020-09-01 ingest: ok" in printed
     assert "lobster\tAMZN\t1\t57515" in printed
+    table = printed.split("model_metrics:")[1].splitlines()  # the out-of-sample table, a row per label
+    assert [line.split("\t")[4] for line in table[2:7]] == ["move_100ev", "move_10ev", "move_20ev", "move_50ev", "next_mid_up"]
+    assert all(line.startswith("  lightgbm\tlobster\tAMZN\t2012-06-21") for line in table[2:7])
     assert (home / "dagster.yaml").exists()
     assert main(["sql", "select venue, count(*) from validated_depth_snapshots group by all"]) == 0
     assert capsys.readouterr().out.splitlines()[-1] == "crypto\t10"

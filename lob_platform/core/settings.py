@@ -3,7 +3,8 @@
 - Paths come from the environment (``LOB_DATA_DIR``, default ``./data``; ``LOB_WAREHOUSE_DIR``,
   default ``./warehouse``), so a fresh clone works with no edited file. ``LOB_MODEL_SIZE=tiny``
   selects the small model configurations (``ModelSpecs.tiny``) that CI and the main job train;
-  the default, ``full``, is the seeds' values.
+  the default, ``full``, is the seeds' values. ``LOB_MODEL_FAMILIES`` (comma-separated, empty for
+  none) limits which model families get assets.
 - Everything else is a frozen spec whose defaults are the documented ones: event/book features
   and labels (``FeatureConfig``), bins (an unfitted ``BinEdges``), the training window of every fit
   (``TrainingWindowSpec``), token sequences (``SequenceSpec``) and the crypto panel
@@ -80,7 +81,10 @@ def load_settings() -> Settings:
     size = os.environ.get("LOB_MODEL_SIZE", "full")
     if size not in MODEL_SIZES:
         raise ConfigError(f"LOB_MODEL_SIZE={size!r}: use one of {sorted(MODEL_SIZES)}.")
-    return Settings(data_root=data_root(), warehouse_root=warehouse_root(), models=MODEL_SIZES[size]())
+    models = MODEL_SIZES[size]()
+    if "LOB_MODEL_FAMILIES" in os.environ:  # e.g. "lightgbm,lstm"; empty: no model assets
+        models = dataclasses.replace(models, families=tuple(f for f in os.environ["LOB_MODEL_FAMILIES"].split(",") if f))
+    return Settings(data_root=data_root(), warehouse_root=warehouse_root(), models=models)
 
 
 def spec_hash(*specs: Any) -> str:

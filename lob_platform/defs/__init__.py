@@ -25,7 +25,7 @@ def build_definitions(venues: list[Venue], settings: Settings | None = None) -> 
     assets += [asset for v in venues if v.kind is MESSAGES and v.has_book for asset in build_model_assets(v, settings)]
     assets += [build_panel_asset(v, settings) for v in venues if v.kind is SNAPSHOTS]
     assets.append(build_catalogue_asset([key for asset in assets for key in asset.keys]))
-    jobs = {job.name: job for job in build_jobs(venues)}
+    jobs = {job.name: job for job in build_jobs(venues, settings)}
     sensors, schedules = build_automation(venues, settings, jobs)
     return dg.Definitions(
         assets=assets,

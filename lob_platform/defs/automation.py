@@ -40,7 +40,6 @@ from lob_platform.defs.raw import venue_key
 from lob_platform.defs.models import model_key, model_keys
 from lob_platform.lineage import (BIN_EDGES, EVENT_TOKENS, FEATURES, FIT_CHAIN, MODEL_TABLES, PANEL, TOKEN_SEQUENCES,
                                   TRAINED_MODELS, Warehouse)
-from lob_platform.models.specs import FAMILIES
 from lob_platform.training.fit import config_hash
 from lob_platform.sources.catalog import Catalogue, DayFile
 from lob_platform.sources.registry import Venue
@@ -61,16 +60,16 @@ def ingest_keys(venue: Venue) -> list[dg.AssetKey]:
     return [venue_key(venue, t) for t in tables + ([FEATURES] if venue.kind is MESSAGES else [])]
 
 
-def fit_chain_keys(venue: Venue) -> list[dg.AssetKey]:
+def fit_chain_keys(venue: Venue, settings: Settings) -> list[dg.AssetKey]:
     """A day's assets made from its training window: the fit chain, and the models where there is a book."""
     tables = FIT_CHAIN if venue.has_book else (BIN_EDGES, EVENT_TOKENS, TOKEN_SEQUENCES)
-    return [venue_key(venue, t) for t in tables] + (model_keys(venue) if venue.has_book else [])
+    return [venue_key(venue, t) for t in tables] + (model_keys(venue, settings.models.families) if venue.has_book else [])
 
 
-def build_jobs(venues: list[Venue]) -> list:
+def build_jobs(venues: list[Venue], settings: Settings) -> list:
     jobs = [
         dg.define_asset_job(ingest_job_name(v), selection=dg.AssetSelection.assets(*ingest_keys(v), *(
-            fit_chain_keys(v) if v.kind is MESSAGES else [])), description=(
+            fit_chain_keys(v, settings) if v.kind is MESSAGES else [])), description=(
             f"Read, normalise and validate one {v.name} instrument-day" + (
                 ", then its features, fit, tokens and labels" + (", and its models." if v.has_book else ".")
                 if v.kind is MESSAGES else ".")))
@@ -101,7 +100,7 @@ def ingest_request(venue: Venue, day: DayFile, settings: Settings, run_key: str 
     """Ingest one instrument-day; with its fit chain when the days its window needs are settled."""
     keys = ingest_keys(venue)
     if venue.kind is MESSAGES:
-        keys += fit_chain_keys(venue) if resolve_window(venue, day.instrument, day.date.isoformat(), settings.training).ready else []
+        keys += fit_chain_keys(venue, settings) if resolve_window(venue, day.instrument, day.date.isoformat(), settings.training).ready else []
     what = "ingest+fit" if len(keys) > len(ingest_keys(venue)) else "ingest"
     return dg.RunRequest(run_key=run_key, job_name=ingest_job_name(venue), partition_key=partition_key(day),
                          asset_selection=keys, tags={"lob/venue": venue.name, "lob/what": what})
@@ -151,13 +150,13 @@ def refit_requests(venues: list[Venue], settings: Settings, instance: dg.Dagster
             expected = {"fit_inputs": warehouse.fit_inputs(plan, venue.name, day.instrument), "spec_hash": expected_spec}
             recorded = warehouse.recorded(BIN_EDGES, venue.name, date, day.instrument, list(expected))
             complete = all(warehouse.path(key.path[-1], venue.name, date, day.instrument).exists()
-                           for key in fit_chain_keys(venue) if len(key.path) == 2)
+                           for key in fit_chain_keys(venue, settings) if len(key.path) == 2)
             stale_models = stale_model_families(warehouse, venue, day.instrument, date, plan, settings)
             partition = partition_key(day)
             if (recorded == expected and complete and not stale_models) or in_flight(instance, str(partition)):
                 continue
             refit = recorded != expected or not complete
-            keys = fit_chain_keys(venue) if refit else [k for f in stale_models for k in model_keys(venue, (f,))]
+            keys = fit_chain_keys(venue, settings) if refit else [k for f in stale_models for k in model_keys(venue, (f,))]
             requests.append(dg.RunRequest(
                 run_key=f"fit|{day_key(day)}|{digest(json.dumps([expected, stale_models], sort_keys=True))}",
                 job_name=ingest_job_name(venue), partition_key=partition, asset_selection=keys,
@@ -179,7 +178,7 @@ def stale_model_families(warehouse: Warehouse, venue: Venue, instrument: str, da
     if not venue.has_book:
         return []
     stale = []
-    for family in FAMILIES:
+    for family in settings.models.families:
         expected = expected_model_record(warehouse, venue, instrument, plan, settings, family)
         recorded = warehouse.recorded(TRAINED_MODELS, venue.name, date, instrument, list(expected), model=family)
         complete = all(warehouse.path(t, venue.name, date, instrument, family).exists() for t in tables)

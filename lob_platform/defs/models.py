@@ -35,7 +35,7 @@ from lob_platform.lineage import FEATURES, MODEL_METRICS, PREDICTIONS, TRAINED_M
 from lob_platform.models.specs import FAMILIES, FAMILY_TITLES, TABULAR_FAMILIES, LabelSpec, ModelSpecs, SearchSpec
 from lob_platform.sources.registry import Venue
 from lob_platform.training import plots, store
-from lob_platform.training.fit import build_module, feature_list, input_columns, predict_day, train_family
+from lob_platform.training.fit import build_module, config_hash, feature_list, input_columns, predict_day, train_family
 from lob_platform.training.metrics import BASELINES, compare, reliability
 
 GPU_POOL = "gpu"
@@ -157,7 +157,8 @@ def build_trained_models_asset(venue: Venue, family: str, settings: Settings) ->
                             **{f"validation_{k}": validation[k] for k in ("accuracy", "macro_f1", "log_loss")},
                             "skipped_reason": None, **provenance})
             curves.append(plots.markdown_image(curve, f"{family} {model.label}"))
-        records += [{"label": s.label, "skipped_reason": s.reason, **provenance} for s in skipped]
+        records += [{"label": s.label, "skipped_reason": s.reason, "config_hash": config_hash(family, specs),
+                     "labelling": specs.labels.labelling, **provenance} for s in skipped]
         table = pl.DataFrame(records, schema=TRAINED_MODELS_SCHEMA)
         yield dg.Output(table, metadata={
             "window": f"{plan.scope}: {', '.join(plan.dates)}" + (f"; skipped {', '.join(plan.excluded)}" if plan.excluded else ""),
@@ -224,6 +225,10 @@ def build_predictions_asset(venue: Venue, family: str, settings: Settings) -> dg
             prediction = predict_day(manifest, model, rows, where)
             predictions.append(_prediction_frame(rows, prediction, model_row))
             labelled = prediction.y >= 0
+            if not labelled.any():
+                context.log.warning(f"{model_row['label']}: no labelled test row on {date} (too short a day for the "
+                                    "label or the window): predictions written, no metrics")
+                continue
             table = reliability(prediction.y[labelled], prediction.proba[labelled])
             diagram = plots.reliability_diagram(family, model_row["label"], table)
             store.write_atomically(folder / "reliability.png", diagram)
@@ -274,5 +279,5 @@ def _markdown(rows: list[dict]) -> str:
 
 
 def build_model_assets(venue: Venue, settings: Settings) -> list[dg.AssetsDefinition]:
-    return [asset for family in FAMILIES for asset in (build_trained_models_asset(venue, family, settings),
+    return [asset for family in settings.models.families for asset in (build_trained_models_asset(venue, family, settings),
                                                        build_predictions_asset(venue, family, settings))]

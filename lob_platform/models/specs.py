@@ -152,6 +152,7 @@ mean and standard deviation."""
 
 @dataclass(frozen=True)
 class ModelSpecs:
+    families: tuple[str, ...] = FAMILIES  # the families that get assets
     labels: LabelSpec = field(default_factory=LabelSpec)
     tabular_features: TabularFeatureSpec = field(default_factory=TabularFeatureSpec)
     validation_fraction: float = 0.2  # of the training window's rows, the last ones (chronologically)
@@ -161,6 +162,11 @@ class ModelSpecs:
     logistic_regression: LogisticRegressionSpec = field(default_factory=LogisticRegressionSpec)
     random_forest: RandomForestSpec = field(default_factory=RandomForestSpec)
     lstm: LSTMSpec = field(default_factory=LSTMSpec)
+
+    def __post_init__(self) -> None:
+        unknown = [f for f in self.families if f not in FAMILIES]
+        if unknown:
+            raise ConfigError(f"unknown model families {unknown}; known: {FAMILIES}")
 
     def of(self, family: str) -> FamilySpec:
         if family not in FAMILIES:

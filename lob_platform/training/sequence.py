@@ -1,10 +1,14 @@
 """The sequence-model training loop (the LSTM, and later sequence models with the same
 interface): mini-batches of windows gathered on the fly, Adam, cross-entropy, early stopping on
-validation loss (the best epoch's weights are kept), progress per epoch, deterministic for a seed
-on the CPU."""
+validation loss (the best epoch's weights are kept), progress per epoch.
+
+Deterministic for a seed on the CPU: training and prediction run on one CPU thread
+(``one_thread``), because torch's CPU kernels sum in a thread-count-dependent order, so the same
+seed would give different bytes on a worker with another thread count."""
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import time
 from typing import Callable
@@ -24,6 +28,16 @@ def device(log: Callable[[str], None]) -> torch.device:
     return torch.device("cpu")
 
 
+@contextlib.contextmanager
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def batches(matrix: np.ndarray, ends: np.ndarray, length: int, batch_size: int, where: torch.device):
     """Windows ending at ``ends`` in order, every one of them (the last batch may be smaller)."""
     for start in range(0, len(ends), batch_size):
@@ -36,6 +50,11 @@ def fit_sequence_model(model: nn.Module, matrix: np.ndarray, y: np.ndarray, trai
                        log: Callable[[str], None]) -> tuple[nn.Module, list[dict]]:
     """Train ``model`` on windows ending at ``train_ends`` (targets ``y[end]``); returns the best
     epoch's model (by validation loss) and the history, one dict per epoch."""
+    with one_thread():
+        return _fit(model, matrix, y, train_ends, val_ends, length, spec, where, log)
+
+
+def _fit(model, matrix, y, train_ends, val_ends, length, spec, where, log):
     torch.manual_seed(spec.seed)
     order = torch.Generator().manual_seed(spec.seed)
     model = model.to(where)
@@ -77,7 +96,8 @@ def fit_sequence_model(model: nn.Module, matrix: np.ndarray, y: np.ndarray, trai
 def predict_proba(model: nn.Module, matrix: np.ndarray, ends: np.ndarray, length: int, batch_size: int,
                   where: torch.device) -> np.ndarray:
     model.eval()
-    parts = [torch.softmax(model(windows), dim=1).double().cpu().numpy()
-             for _, windows in batches(matrix, ends, length, max(batch_size, 1024), where)]
+    with one_thread():
+        parts = [torch.softmax(model(windows), dim=1).double().cpu().numpy()
+                 for _, windows in batches(matrix, ends, length, max(batch_size, 1024), where)]
     n_classes = model.head.out_features
     return np.concatenate(parts) if parts else np.zeros((0, n_classes))
