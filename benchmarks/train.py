@@ -172,7 +172,8 @@ def main() -> None:
                     print(f"{family:<20}{size:<6}{device:<7}{rate:>13,.0f}{base_rate:>13,.0f}{rate / base_rate:>7.2f}"
                           f"{ours['peak_mb']:>13,.0f}{base['peak_mb']:>13,.0f}", flush=True)
     print("units: training rows per second (LSTM: training windows x epochs per second, validation included on the "
-          "platform side); ratio = platform / baseline; MB = peak resident memory added by the measurement")
+          "platform side); ratio = platform / baseline; MB = how far the measurement raised the process's peak resident "
+          "memory above the peak of loading the window (0: not above it)")
 
 
 if __name__ == "__main__":
