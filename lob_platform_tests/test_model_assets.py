@@ -82,7 +82,7 @@ def test_every_family_trains_predicts_and_scores_each_day(market):
         assert probabilities.to_series().is_between(0.999, 1.001).all()
 
 
-def test_the_fit_records_the_window_partitions_and_their_versions(market):
+def test_each_model_records_its_window_partitions_versions_and_images(market):
     _, _, _, warehouse = market
     monday_features = Warehouse(warehouse).version("features", "lobster", MONDAY, "ACME")
     for family in FAMILIES:
