@@ -108,7 +108,7 @@ def _train_label(family, specs, rows, matrix, split, scaling, features, label, w
     _require_rows(where, label, target, train, validation)
     log(f"{family} {label}: {train.sum():,} training rows, {validation.sum():,} validation rows")
     if isinstance(spec, LSTMSpec):
-        model, history, extra = _train_lstm(spec, matrix, scaling, rows, target.y, train, validation, where, label, log)
+        model, history, extra = _train_lstm(spec, matrix, scaling, rows, target, train, validation, where, log)
     else:
         from lob_platform.models.tabular import preprocessing
         from lob_platform.training.search import search
@@ -150,13 +150,13 @@ def scaled(matrix: np.ndarray, scaling: dict) -> np.ndarray:
     return np.nan_to_num(out, nan=0.0).astype(np.float32)
 
 
-def _train_lstm(spec: LSTMSpec, matrix, scaling, rows, y, train, validation, where, label, log):
+def _train_lstm(spec: LSTMSpec, matrix, scaling, rows, target, train, validation, where, log):
     import torch
 
     from lob_platform.models.lstm import LSTMClassifier
     from lob_platform.training.sequence import device, fit_sequence_model, predict_proba
 
-    inputs = scaled(matrix, scaling)
+    inputs, y, label = scaled(matrix, scaling), target.y, target.label
     full = window_ends(rows["date"].to_numpy(), spec.window)
     train_ends = np.flatnonzero(train & full)[::spec.train_stride]
     val_ends = np.flatnonzero(validation & full)
@@ -165,13 +165,12 @@ def _train_lstm(spec: LSTMSpec, matrix, scaling, rows, y, train, validation, whe
                                 f"{spec.window} events; at least {MIN_TRAIN_ROWS} and {MIN_VALIDATION_ROWS} are needed.")
     torch.manual_seed(spec.seed)
     where_to = device(log)
-    model, history = fit_sequence_model(LSTMClassifier(inputs.shape[1], spec, int(y.max()) + 1), inputs, y, train_ends, val_ends,
+    model, history = fit_sequence_model(LSTMClassifier(inputs.shape[1], spec, len(target.classes)), inputs, y, train_ends, val_ends,
                                         spec.window, spec, where_to, log)
     model = model.cpu()
     val_proba = predict_proba(model, inputs, val_ends, spec.window, spec.batch_size, torch.device("cpu"))
-    classes = ("down", "up") if val_proba.shape[1] == 2 else ("down", "flat", "up")
     return model, history, {"preprocessing": {"standardise": scaling}, "training_windows": len(train_ends),
-                            "validation_metrics": classification_metrics(y[val_ends], val_proba, classes)}
+                            "validation_metrics": classification_metrics(y[val_ends], val_proba, target.classes)}
 
 
 def build_module(manifest: dict):
