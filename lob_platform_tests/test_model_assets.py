@@ -160,7 +160,7 @@ def test_run_config_overrides_the_spec_and_predictions_refuse_a_model_changed_be
     manifest = json.loads((folder / "manifest.json").read_text())
     assert manifest["config"]["n_estimators"] == 20 and len(manifest["history"]) == 3  # every trial recorded
     # a model written into the store by something else (another manifest): the predictions refuse it
-    _, model = store.load(folder, {})
+    _, model, _ = store.load(folder, {})
     store.save(folder, {**manifest, "note": "retrained elsewhere"}, model)
     outcome = job.execute_in_process(partition_key=day(TUESDAY), instance=instance, raise_on_error=False, asset_selection=[
         model_key(lobster, "lightgbm", "predictions"), model_key(lobster, "lightgbm", "model_metrics")])

@@ -219,7 +219,7 @@ def test_two_trainings_give_identical_predictions_and_the_store_gives_them_back(
     folder = tmp_path / family
     version = store.save(folder, first.manifest, first.model)
     assert store.version_of(folder) == version
-    manifest, loaded = store.load(folder, {"family": family, "features": first.manifest["features"]}, build_module)
+    manifest, loaded, _ = store.load(folder, {"family": family, "features": first.manifest["features"]}, build_module)
     assert np.array_equal(predict_day(manifest, loaded, test, "t").proba, one.proba)
 
 

@@ -95,16 +95,15 @@ def _mid_changes(rows: pl.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     date = rows["date"].to_numpy()
     n = len(mid)
     changed = np.zeros(n, dtype=bool)
-    if n > 1:
-        changed[1:] = (date[1:] == date[:-1]) & (mid[1:] != mid[:-1]) & ~np.isnan(mid[1:]) & ~np.isnan(mid[:-1])
+    changed[1:] = (date[1:] == date[:-1]) & (mid[1:] != mid[:-1]) & ~np.isnan(mid[1:]) & ~np.isnan(mid[:-1])
     changes = np.flatnonzero(changed)
+    if not len(changes):
+        return np.full(n, n), np.full(n, UNKNOWN)
     following = np.searchsorted(changes, np.arange(n), side="right")
-    reach = np.where(following < len(changes), changes[np.minimum(following, len(changes) - 1)] if len(changes) else 0, n)
-    last = following - 1
-    has_last = last >= 0
-    last_row = changes[np.maximum(last, 0)] if len(changes) else np.zeros(n, dtype=np.int64)
-    same_day = has_last & (date[last_row] == date) if len(changes) else np.zeros(n, dtype=bool)
-    up = (mid[last_row] > mid[np.maximum(last_row - 1, 0)]).astype(np.int64) if len(changes) else np.zeros(n, dtype=np.int64)
+    reach = np.where(following < len(changes), changes[np.minimum(following, len(changes) - 1)], n)
+    last_row = changes[np.maximum(following - 1, 0)]
+    same_day = (following > 0) & (date[last_row] == date)
+    up = (mid[last_row] > mid[last_row - 1]).astype(np.int64)  # a change is never on a day's first row
     return reach, np.where(same_day, up, UNKNOWN)
 
 

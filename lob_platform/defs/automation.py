@@ -13,9 +13,8 @@ foreground (``lob_platform.main_job``), and a schedule:
   be now, or whose chain is incomplete: a day ingested before its earlier days, an earlier day
   re-delivered or blocked, a late-arriving earlier day, changed model settings;
 - ``rebuild_crypto_panels`` requests the panel of every date whose validated snapshots changed
-  since it was built (or that has none yet) once every instrument of that date is validated.
-
-- ``nightly_retraining`` (02:00 UTC) ingests whatever arrived and was not ingested yet, retrains
+  since it was built (or that has none yet) once every instrument of that date is validated;
+- ``nightly_retraining_{venue}`` (02:00 UTC) ingests whatever arrived and was not ingested yet, retrains
   every stale day (the same logic as ``refit_training_windows``) and trains the models of each
   instrument's next trading day, on the days up to today, so they are ready before it opens;
   their predictions follow when that day's data arrives.
@@ -34,15 +33,15 @@ from lob_platform.core.settings import Settings, warehouse_root
 from lob_platform.core.tables import MESSAGES, REPORT_TABLE, SNAPSHOTS
 from lob_platform.defs.crypto_panel import panel_inputs
 from lob_platform.defs.features import fit_spec_hash, resolve_window
-from lob_platform.features.training_window import PREVIOUS_DAYS
+from lob_platform.defs.models import model_key, model_keys
 from lob_platform.defs.partitions import in_partition_range, instruments_of, partition_key, trading_date
 from lob_platform.defs.raw import venue_key
-from lob_platform.defs.models import model_key, model_keys
+from lob_platform.features.training_window import PREVIOUS_DAYS
 from lob_platform.lineage import (BIN_EDGES, EVENT_TOKENS, FEATURES, FIT_CHAIN, MODEL_TABLES, PANEL, TOKEN_SEQUENCES,
                                   TRAINED_MODELS, Warehouse)
-from lob_platform.training.fit import config_hash
 from lob_platform.sources.catalog import Catalogue, DayFile
 from lob_platform.sources.registry import Venue
+from lob_platform.training.fit import config_hash
 
 IN_FLIGHT = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING,
              dg.DagsterRunStatus.STARTED]
@@ -60,10 +59,14 @@ def ingest_keys(venue: Venue) -> list[dg.AssetKey]:
     return [venue_key(venue, t) for t in tables + ([FEATURES] if venue.kind is MESSAGES else [])]
 
 
+def fit_chain_tables(venue: Venue) -> tuple[str, ...]:
+    return FIT_CHAIN if venue.has_book else (BIN_EDGES, EVENT_TOKENS, TOKEN_SEQUENCES)
+
+
 def fit_chain_keys(venue: Venue, settings: Settings) -> list[dg.AssetKey]:
     """A day's assets made from its training window: the fit chain, and the models where there is a book."""
-    tables = FIT_CHAIN if venue.has_book else (BIN_EDGES, EVENT_TOKENS, TOKEN_SEQUENCES)
-    return [venue_key(venue, t) for t in tables] + (model_keys(venue, settings.models.families) if venue.has_book else [])
+    models = model_keys(venue, settings.models.families) if venue.has_book else []
+    return [venue_key(venue, t) for t in fit_chain_tables(venue)] + models
 
 
 def build_jobs(venues: list[Venue], settings: Settings) -> list:
@@ -134,7 +137,8 @@ def ingested_days(instance: dg.DagsterInstance, venues: list[Venue]) -> set[str]
 
 
 def refit_requests(venues: list[Venue], settings: Settings, instance: dg.DagsterInstance) -> list[dg.RunRequest]:
-    """The fit chains that are missing, stale or incomplete and whose windows are settled."""
+    """The fit chains and models that are missing, stale or incomplete and whose windows are settled
+    (only the stale families' models when the fit itself is up to date)."""
     warehouse, requests = Warehouse(warehouse_root()), []
     expected_spec = fit_spec_hash(settings, settings.training)
     for venue in (v for v in venues if v.kind is MESSAGES):
@@ -149,8 +153,7 @@ def refit_requests(venues: list[Venue], settings: Settings, instance: dg.Dagster
                 continue
             expected = {"fit_inputs": warehouse.fit_inputs(plan, venue.name, day.instrument), "spec_hash": expected_spec}
             recorded = warehouse.recorded(BIN_EDGES, venue.name, date, day.instrument, list(expected))
-            complete = all(warehouse.path(key.path[-1], venue.name, date, day.instrument).exists()
-                           for key in fit_chain_keys(venue, settings) if len(key.path) == 2)
+            complete = all(warehouse.path(table, venue.name, date, day.instrument).exists() for table in fit_chain_tables(venue))
             stale_models = stale_model_families(warehouse, venue, day.instrument, date, plan, settings)
             partition = partition_key(day)
             if (recorded == expected and complete and not stale_models) or in_flight(instance, str(partition)):

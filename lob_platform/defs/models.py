@@ -214,8 +214,7 @@ def build_predictions_asset(venue: Venue, family: str, settings: Settings) -> dg
             folder = Path(warehouse_path, model_row["store_path"])
             expected = {"family": family, "label": model_row["label"], "config_hash": model_row["config_hash"],
                         "features": feature_list(family, settings.models, features.columns)}
-            manifest, model = store.load(folder, expected, build_module)
-            version = store.version_of(folder)
+            manifest, model, version = store.load(folder, expected, build_module)
             if version != model_row["model_version"]:
                 raise dg.Failure(f"the model at {folder} is version {version}, but {TRAINED_MODELS} {date}|{instrument} "
                                  f"recorded {model_row['model_version']}: it was retrained or changed since; "

@@ -26,6 +26,7 @@ from lob_platform.core.columns import book_levels
 from lob_platform.core.settings import TrainingWindowSpec, warehouse_root
 from lob_platform.core.tables import MESSAGES, REPORT_TABLE
 from lob_platform.defs.checks import pandera_check, pandera_check_spec
+from lob_platform.defs.models import model_key
 from lob_platform.defs.partitions import by_date_and_instrument, day_of
 from lob_platform.defs.raw import find_day, time_span, venue_key
 from lob_platform.lineage import DERIVED_PER_DAY, FIT_CHAIN, MODEL_TABLES, PANEL, Warehouse
@@ -148,7 +149,7 @@ def retract_derived(context, venue: Venue, training: TrainingWindowSpec, date: s
         partitions = [(PANEL, date, None, None)]
     for table, day, name, family in partitions:
         if delete_partition(warehouse.path(table, venue.name, day, name, family)):
-            key = dg.AssetKey([venue.name, family, table]) if family else venue_key(venue, table)
+            key = model_key(venue, family, table) if family else venue_key(venue, table)
             partition = f"{day}|{name}" if name is not None else day
             # PostgreSQL event logs drop the partition from the catalogue; SQLite ones cannot wipe one
             # partition, so there the observation below is what the UI shows

@@ -55,11 +55,9 @@ def write_atomically(path: Path, data: bytes) -> None:
 
 def serialise(model) -> tuple[bytes, str]:
     """(bytes, file name) of a model: a torch module's state dict, or a pickled estimator."""
-    try:
-        import torch
-    except ImportError:  # pragma: no cover - torch is a dependency
-        torch = None
-    if torch is not None and isinstance(model, torch.nn.Module):
+    import torch
+
+    if isinstance(model, torch.nn.Module):
         buffer = io.BytesIO()
         torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, buffer)
         return buffer.getvalue(), "model.pt"
@@ -86,15 +84,19 @@ def _version(model_bytes: bytes, manifest_bytes: bytes) -> str:
 
 def version_of(folder: Path) -> str:
     """The version of the model stored in ``folder`` (what ``save`` returned when it wrote it)."""
-    manifest = read_manifest(folder)
-    return _version((folder / manifest["model_file"]).read_bytes(), (folder / MANIFEST).read_bytes())
+    text = _manifest_bytes(folder)
+    return _version((folder / json.loads(text)["model_file"]).read_bytes(), text)
 
 
-def read_manifest(folder: Path) -> dict:
+def _manifest_bytes(folder: Path) -> bytes:
     path = folder / MANIFEST
     if not path.exists():
         raise FileNotFoundError(f"no model at {folder} (no {MANIFEST}): materialize its trained_models partition first.")
-    return json.loads(path.read_text())
+    return path.read_bytes()
+
+
+def read_manifest(folder: Path) -> dict:
+    return json.loads(_manifest_bytes(folder))
 
 
 def check(manifest: dict, expected: dict, folder: Path) -> None:
@@ -106,12 +108,14 @@ def check(manifest: dict, expected: dict, folder: Path) -> None:
                                      + ". Retrain it with this setup (materialize its trained_models partition) or use its own.")
 
 
-def load(folder: Path, expected: dict, build_module=None) -> tuple[dict, object]:
-    """(manifest, model) of a stored model, checked against ``expected`` first and against its
-    recorded SHA-256. ``build_module(manifest)`` makes the empty torch module a state dict loads into."""
-    manifest = read_manifest(folder)
+def load(folder: Path, expected: dict, build_module=None) -> tuple[dict, object, str]:
+    """(manifest, model, version) of a stored model, checked against ``expected`` first and against
+    its recorded SHA-256. ``build_module(manifest)`` makes the empty torch module a state dict loads into."""
+    text = _manifest_bytes(folder)
+    manifest = json.loads(text)
     check(manifest, expected, folder)
     data = (folder / manifest["model_file"]).read_bytes()
+    version = _version(data, text)
     if hashlib.sha256(data).hexdigest() != manifest["model_sha256"]:
         raise IncompatibleCheckpoint(f"{folder / manifest['model_file']} does not match the SHA-256 its manifest "
                                      "records: the file was changed or half-written; retrain the model.")
@@ -121,8 +125,8 @@ def load(folder: Path, expected: dict, build_module=None) -> tuple[dict, object]
         module = build_module(manifest)
         module.load_state_dict(torch.load(io.BytesIO(data), weights_only=True))
         module.eval()
-        return manifest, module
-    return manifest, pickle.loads(data)
+        return manifest, module, version
+    return manifest, pickle.loads(data), version
 
 
 def _plain(value):
