@@ -5,6 +5,8 @@
     lob generate   write the synthetic market into data/
     lob sql "..."  run SQL on warehouse/lob.duckdb
     lob dev        start the Dagster UI on this project's own DAGSTER_HOME
+    lob stream run     the streaming path for one instrument-day: replay into Redis, serve a
+                       model, sink to parquet, evaluate (replay | serve | sink: one part each)
 """
 
 from __future__ import annotations
@@ -68,6 +70,122 @@ def dev(args: argparse.Namespace) -> int:
     os.execvp("dagster", ["dagster", "dev", "-w", "workspace.yaml", *args.extra])
 
 
+def _log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _redis():
+    from lob_platform.streaming.redis_server import connect
+
+    return connect()
+
+
+def stream_replay(args: argparse.Namespace) -> int:
+    from lob_platform.lineage import Warehouse
+    from lob_platform.sources.registry import venue_named
+    from lob_platform.streaming.producer import replay
+
+    venue = venue_named(args.venue)
+    path = Warehouse(warehouse_root()).path(venue.kind.validated, venue.name, args.date, args.instrument)
+    if not path.exists():
+        from lob_platform.errors import ConfigError
+
+        raise ConfigError(f"{venue.name}/{venue.kind.validated} {args.date}|{args.instrument} is not materialized: "
+                          "run `lob run` (or materialize it in the UI) first.")
+    import polars as pl
+
+    done = replay(_redis(), venue.name, args.instrument, args.date, pl.read_parquet(path), speed=args.speed,
+                  after=args.after, log=_log)
+    print(f"{done.stream}: {done.events:,} events written ({done.skipped:,} already there) in {done.seconds:.1f} s")
+    return 0
+
+
+def _choice(args: argparse.Namespace):
+    from lob_platform.streaming.serving import ModelChoice
+
+    return ModelChoice(args.family, args.label, args.model_date, args.version)
+
+
+def stream_serve(args: argparse.Namespace) -> int:
+    from lob_platform.core.columns import book_levels
+    from lob_platform.lineage import Warehouse
+    from lob_platform.sources.registry import venue_named
+    from lob_platform.streaming.consumer import Consumer, ConsumerConfig
+    from lob_platform.streaming.serving import model_threads
+
+    model_threads()
+    venue = venue_named(args.venue)
+    warehouse = Warehouse(warehouse_root())
+
+    def levels(instrument: str) -> int:
+        tables = sorted(warehouse.root.glob(f"{venue.kind.validated}/venue={venue.name}/instrument={instrument}/date=*/*.parquet"))
+        return book_levels(list(pl_schema(tables[-1]))) if tables else 0
+
+    def pl_schema(path):
+        import polars as pl
+
+        return pl.read_parquet_schema(path)
+
+    config = ConsumerConfig(venue.name, _choice(args), **({"name": args.name} if args.name else {}), batch=args.batch)
+    consumer = Consumer(_redis(), config, warehouse.root, venue.tick_for, levels, _log)
+    _log(f"{config.name}: serving {venue.name} with {config.model.family} ({config.model.label}), reads of up to {config.batch}")
+    consumer.run()
+    return 0
+
+
+def stream_sink(args: argparse.Namespace) -> int:
+    from lob_platform.streaming.sink import Sink, SinkConfig
+
+    config = SinkConfig(args.venue, batch_rows=args.batch_rows, max_age_s=args.max_age,
+                        **({"name": args.name} if args.name else {}))
+    Sink(_redis(), config, warehouse_root(), _log).run()
+    return 0
+
+
+def stream_run(args: argparse.Namespace) -> int:
+    from lob_platform.streaming.pipeline import RunOptions, run_pipeline
+
+    ensure_dagster_home()
+    os.environ.setdefault("LOB_MODEL_SIZE", "tiny")  # inputs made here train the small configurations, as `lob run`
+    return run_pipeline(RunOptions(args.venue, args.instrument, args.date, _choice(args), args.speed, args.batch,
+                                   args.consumers, args.resume), _log)
+
+
+def _stream_commands(commands) -> None:
+    stream = commands.add_parser("stream", help="the Redis streaming path").add_subparsers(dest="part", required=True)
+
+    def model_options(parser):
+        parser.add_argument("--family", default="lightgbm", help="model family (lightgbm, lstm, ...)")
+        parser.add_argument("--label", default="next_mid_up")
+        parser.add_argument("--version", default=None, help="serve only this model version (default: the store's, followed)")
+        parser.add_argument("--model-date", default=None, help="use the model of this date (default: the events' date)")
+        parser.add_argument("--batch", type=int, default=512, help="entries per read and inference batch")
+
+    replay_ = stream.add_parser("replay", help="replay a validated day into its events stream")
+    for parser in (replay_, run_ := stream.add_parser("run", help="the whole streaming path for one instrument-day")):
+        parser.add_argument("--venue", default="lobster")
+        parser.add_argument("--instrument", required=True)
+        parser.add_argument("--date", required=True)
+        parser.add_argument("--speed", type=float, default=None, help="pace by the events' times / SPEED (default: full speed)")
+    replay_.add_argument("--after", default=None, help="start after this entry id (default: after the stream's last)")
+    replay_.set_defaults(func=stream_replay)
+    model_options(run_)
+    run_.add_argument("--consumers", type=int, default=1)
+    run_.add_argument("--resume", action="store_true", help="keep an earlier run's streams and files and continue")
+    run_.set_defaults(func=stream_run)
+    serve = stream.add_parser("serve", help="an inference consumer (several share the instruments)")
+    serve.add_argument("--venue", default="lobster")
+    serve.add_argument("--name", default=None, help="consumer name (default: host-pid); a restart under the same name resumes at once")
+    model_options(serve)
+    serve.set_defaults(func=stream_serve)
+    sink = stream.add_parser("sink", help="predictions to parquet under warehouse/stream_predictions")
+    sink.add_argument("--venue", default="lobster")
+    sink.add_argument("--batch-rows", type=int, default=10_000)
+    sink.add_argument("--max-age", type=float, default=2.0, help="seconds a buffered prediction waits at most")
+    sink.add_argument("--name", default=None)
+    sink.set_defaults(func=stream_sink)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="lob", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -81,6 +199,7 @@ def main(argv: list[str] | None = None) -> int:
     query.add_argument("query")
     query.set_defaults(func=sql)
     commands.add_parser("dev", help="the Dagster UI (other options go to `dagster dev`)").set_defaults(func=dev)
+    _stream_commands(commands)
     args, args.extra = parser.parse_known_args(argv)
     if args.extra and args.command != "dev":
         parser.error(f"unrecognized arguments: {' '.join(args.extra)}")

@@ -10,6 +10,7 @@ from lob_platform.defs.features import build_feature_assets
 from lob_platform.defs.models import build_model_assets
 from lob_platform.defs.raw import build_raw_asset, build_raw_schema_check
 from lob_platform.defs.resources import WarehouseIOManager
+from lob_platform.defs.streaming import build_streaming_assets
 from lob_platform.defs.validated import build_validated_assets
 from lob_platform.defs.warehouse import build_catalogue_asset
 from lob_platform.sources.registry import Venue
@@ -24,7 +25,10 @@ def build_definitions(venues: list[Venue], settings: Settings | None = None) -> 
     assets += [asset for v in venues if v.kind is MESSAGES for asset in build_feature_assets(v, settings)]
     assets += [asset for v in venues if v.kind is MESSAGES and v.has_book for asset in build_model_assets(v, settings)]
     assets += [build_panel_asset(v, settings) for v in venues if v.kind is SNAPSHOTS]
+    streaming = [item for v in venues if v.kind is MESSAGES and v.has_book for item in build_streaming_assets(v, settings)]
+    assets += [item for item in streaming if isinstance(item, dg.AssetsDefinition)]
     assets.append(build_catalogue_asset([key for asset in assets for key in asset.keys]))
+    assets += [item for item in streaming if isinstance(item, dg.AssetSpec)]
     jobs = {job.name: job for job in build_jobs(venues, settings)}
     sensors, schedules = build_automation(venues, settings, jobs)
     return dg.Definitions(

@@ -36,6 +36,7 @@ from lob_platform.defs.features import fit_spec_hash, resolve_window
 from lob_platform.defs.models import model_key, model_keys
 from lob_platform.defs.partitions import in_partition_range, instruments_of, partition_key, trading_date
 from lob_platform.defs.raw import venue_key
+from lob_platform.defs.streaming import STREAM_EVALUATION, stream_evaluation_job_name
 from lob_platform.features.training_window import PREVIOUS_DAYS
 from lob_platform.lineage import (BIN_EDGES, EVENT_TOKENS, FEATURES, FIT_CHAIN, MODEL_TABLES, PANEL, TOKEN_SEQUENCES,
                                   TRAINED_MODELS, Warehouse)
@@ -81,6 +82,9 @@ def build_jobs(venues: list[Venue], settings: Settings) -> list:
     jobs += [dg.define_asset_job(PANEL_JOB, selection=dg.AssetSelection.assets(venue_key(v, PANEL)),
                                  description="The 5 s crypto panel of one date, from every instrument's validated snapshots.")
              for v in venues if v.kind is SNAPSHOTS]
+    jobs += [dg.define_asset_job(stream_evaluation_job_name(v), selection=dg.AssetSelection.assets(venue_key(v, STREAM_EVALUATION)),
+                                 description="Evaluate what the streaming path predicted for one instrument-day (`lob stream run`).")
+             for v in venues if v.kind is MESSAGES and v.has_book]
     jobs.append(dg.define_asset_job(CATALOGUE_JOB, selection=dg.AssetSelection.groups("warehouse")))
     return jobs
 

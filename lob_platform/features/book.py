@@ -84,10 +84,11 @@ def clock_window_sum(total: np.ndarray, starts: np.ndarray) -> np.ndarray:
 
 
 def level_ofi(bid: np.ndarray, bid_size: np.ndarray, ask: np.ndarray, ask_size: np.ndarray) -> np.ndarray:
-    """Per-event OFI increment of one level (module docstring); NaN prices are empty levels."""
+    """Per-event OFI increment of one level (module docstring); NaN prices are empty levels. Rows
+    are events; 2-D arrays give every level at once (a column per level)."""
     bid = np.where(np.isnan(bid), -np.inf, bid)
     ask = np.where(np.isnan(ask), np.inf, ask)
-    e = np.zeros(len(bid))
+    e = np.zeros(np.shape(bid))
     e[1:] = (
         (bid[1:] >= bid[:-1]) * bid_size[1:] - (bid[1:] <= bid[:-1]) * bid_size[:-1]
         - (ask[1:] <= ask[:-1]) * ask_size[1:] + (ask[1:] >= ask[:-1]) * ask_size[:-1]
