@@ -131,7 +131,17 @@ class Consumer:
                 pass
 
     def step(self) -> int:
-        """One round: refresh the leases, read, process; returns the events processed."""
+        """One round: refresh the leases, read, process; returns the events processed. When Redis
+        fails mid-round, every instrument is taken over again on the next round (state rebuilt
+        from the committed id, unacknowledged entries read again): nothing half-done survives."""
+        try:
+            return self._round()
+        except RETRYABLE:
+            self.owned.clear()
+            self.last_refresh = 0.0
+            raise
+
+    def _round(self) -> int:
         now = time.monotonic()
         if now - self.last_refresh > self.config.lease_ms / 3000:
             self._refresh_leases()

@@ -29,7 +29,7 @@ import polars as pl
 
 from lob_platform.core.settings import load_settings, warehouse_root
 from lob_platform.errors import ConfigError
-from lob_platform.lineage import FEATURES, PREDICTIONS, Warehouse
+from lob_platform.lineage import FEATURES, MODEL_TABLES, PREDICTIONS, Warehouse
 from lob_platform.sources.registry import venue_named
 from lob_platform.streaming import schema
 from lob_platform.streaming.consumer import committed_key
@@ -81,7 +81,7 @@ def ensure_inputs(options: RunOptions, log=print) -> None:
     settings = load_settings()
     if family not in settings.models.families:
         raise ConfigError(f"model family {family!r} has no assets (LOB_MODEL_FAMILIES); choose one of {settings.models.families}")
-    keys = [*ingest_keys(venue), model_key(venue, family, "trained_models"), model_key(venue, family, PREDICTIONS)]
+    keys = [*ingest_keys(venue), *(model_key(venue, family, table) for table in MODEL_TABLES)]
     log(f"materializing {', '.join(k.to_user_string() for k in keys)} for {options.date}|{options.instrument}")
     job = build_definitions(load_venues(), settings).resolve_job_def(ingest_job_name(venue))
     result = job.execute_in_process(partition_key=dg.MultiPartitionKey({"date": options.date, "instrument": options.instrument}),

@@ -109,6 +109,19 @@ class Sink:
                 self.backlog.add(stream)
 
     def step(self) -> int:
+        """One round: read, buffer, write what is due. When Redis fails mid-round the buffers are
+        dropped and every stream is read again from its unacknowledged entries (rows already in
+        files are recognised and not written twice)."""
+        try:
+            return self._round()
+        except RETRYABLE:
+            self.buffers.clear()
+            self.entries.clear()
+            self.oldest.clear()
+            self.backlog = set(self.known)
+            raise
+
+    def _round(self) -> int:
         if not self._lease():
             time.sleep(self.config.lease_ms / 5000)
             return 0
