@@ -7,8 +7,9 @@ the same model version (for agreement):
   event with a full window of its day) against the rows the sink holds: ``missing`` and
   ``duplicated`` must both be 0 (exactly once);
 - accuracy, Brier score, expected calibration error and the calibration buckets, on the events
-  whose label is known, with the truth made as the batch evaluation makes it (the label
-  parameters recorded in the model's manifest);
+  whose label is known and that the model did not learn from (for a model fit on the first part
+  of this same day, only the day's test part), with the truth made as the batch evaluation makes
+  it (the label parameters recorded in the model's manifest);
 - latency (event written to Redis -> prediction ready) p50 / p99 / max in microseconds, and the
   consumer lag (events waiting in the stream when a batch was read) mean and max;
 - agreement with the batch predictions on the events both predicted with the same model version:
@@ -25,7 +26,9 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
+from lob_platform.datasets.rows import evaluation_rows, purge_gap
 from lob_platform.datasets.targets import UNKNOWN, make_target
+from lob_platform.features.training_window import SAME_DAY_SPLIT
 from lob_platform.models.specs import TABULAR_FAMILIES, LabelSpec
 from lob_platform.training.metrics import expected_calibration_error, reliability
 
@@ -60,6 +63,10 @@ def evaluate(streamed: pl.DataFrame, features: pl.DataFrame, manifest: dict, bat
     up = list(target.classes).index("up")
     y = target.y[np.clip(rows, 0, max(features.height - 1, 0))] if len(rows) else np.zeros(0, dtype=np.int64)
     known = (y != UNKNOWN) & (rows < features.height)
+    if manifest.get("fit_scope") == SAME_DAY_SPLIT:  # the model learnt from this day's first part: score the rest
+        split = evaluation_rows(features, "day", SAME_DAY_SPLIT, manifest["fit_train_fraction"], purge_gap(LabelSpec().labels))
+        test = (split["split"].cast(pl.String) == "test").fill_null(False).to_numpy()
+        known &= test[np.clip(rows, 0, max(features.height - 1, 0))]
     result["labelled"] = int(known.sum())
     table = []
     if known.any():
