@@ -113,18 +113,16 @@ def stream_serve(args: argparse.Namespace) -> int:
     from lob_platform.streaming.consumer import Consumer, ConsumerConfig
     from lob_platform.streaming.serving import model_threads
 
+    import polars as pl
+
     model_threads()
     venue = venue_named(args.venue)
     warehouse = Warehouse(warehouse_root())
 
     def levels(instrument: str) -> int:
-        tables = sorted(warehouse.root.glob(f"{venue.kind.validated}/venue={venue.name}/instrument={instrument}/date=*/*.parquet"))
-        return book_levels(list(pl_schema(tables[-1]))) if tables else 0
-
-    def pl_schema(path):
-        import polars as pl
-
-        return pl.read_parquet_schema(path)
+        """Book levels of the instrument's validated days (as the producer writes them)."""
+        days = sorted(warehouse.root.glob(f"{venue.kind.validated}/venue={venue.name}/instrument={instrument}/date=*/*.parquet"))
+        return book_levels(list(pl.read_parquet_schema(days[-1]))) if days else 0
 
     config = ConsumerConfig(venue.name, _choice(args), **({"name": args.name} if args.name else {}), batch=args.batch)
     consumer = Consumer(_redis(), config, warehouse.root, venue.tick_for, levels, _log)

@@ -106,7 +106,15 @@ def market(tmp_path_factory) -> dict:
             "event_row": test["event_row"][prediction.rows], "label": "next_mid_up", "p_up": prediction.proba[:, 1],
             "predicted_class": np.array(prediction.classes)[prediction.proba.argmax(axis=1)], "model_version": version,
         }), store_.path(PREDICTIONS, "lobster", DAYS[1], instrument, model="lightgbm"))
-    return {"data": data, "warehouse": warehouse, "days": days, "batch_p_up": batch, "specs": specs}
+    # the LSTM of ACME, for the sequence-model paths
+    rows = evaluation_rows(build_features(days[("ACME", DAYS[0])], TICK), DAYS[0], SAME_DAY_SPLIT, 0.8, 100)
+    lstm, _ = train_family("lstm", specs, rows, "test", quiet, labels=("next_mid_up",))
+    store.save(store.model_folder(warehouse, "lobster", "lstm", "ACME", DAYS[1], "next_mid_up"),
+               {**lstm[0].manifest, "fit_scope": PREVIOUS_DAYS}, lstm[0].model)
+    test = evaluation_rows(build_features(days[("ACME", DAYS[1])], TICK), DAYS[1], PREVIOUS_DAYS, 0.8, 100)
+    lstm_batch = predict_day(lstm[0].manifest, lstm[0].model, test, "test")
+    return {"data": data, "warehouse": warehouse, "days": days, "batch_p_up": batch, "specs": specs,
+            "lstm_batch": (lstm_batch.rows, lstm_batch.proba[:, 1])}
 
 
 @pytest.mark.parametrize("read_size", [7, 512, 100_000])
@@ -196,8 +204,8 @@ def test_replay_resumes_after_the_last_event_and_never_writes_one_twice(env):
         replay(client, "lobster", "ACME", DAYS[0], env["days"][("ACME", DAYS[0])], log=quiet)
 
 
-def _consumer(env, **kwargs) -> Consumer:
-    config = ConsumerConfig("lobster", ModelChoice("lightgbm"), name="in-process", batch=64, model_check_s=0.0, **kwargs)
+def _consumer(env, family: str = "lightgbm", name: str = "in-process") -> Consumer:
+    config = ConsumerConfig("lobster", ModelChoice(family), name=name, batch=64, model_check_s=0.0)
     return Consumer(env["client"], config, env["warehouse"], lambda _: TICK, lambda _: LEVELS, quiet)
 
 
@@ -209,8 +217,8 @@ def _drain(consumer: Consumer, sink: Sink) -> None:
         idle = 0 if moved else idle + 1
 
 
-def _sunk(env, instrument: str) -> pl.DataFrame:
-    return read_partition(partition_folder(env["warehouse"], "lobster", "lightgbm", instrument, DAYS[1]))
+def _sunk(env, instrument: str, family: str = "lightgbm") -> pl.DataFrame:
+    return read_partition(partition_folder(env["warehouse"], "lobster", family, instrument, DAYS[1]))
 
 
 def test_served_predictions_equal_the_batch_predictions_and_malformed_entries_go_to_the_dead_letter_stream(env):
@@ -246,6 +254,21 @@ def test_a_newly_published_model_version_is_served_without_a_restart(env):
             path.write_bytes(data)
     versions = _sunk(env, "ACME").group_by("model_version").agg(pl.col("event_row").min().alias("first"), pl.len())
     assert dict(zip(versions["model_version"], versions["first"])) == {old: 0, new: 500}
+
+
+def test_a_consumer_taking_over_mid_day_rebuilds_the_lstm_window_and_predicts_as_the_batch(env):
+    client, messages = env["client"], env["days"][("ACME", DAYS[1])]
+    sink = Sink(client, SinkConfig("lobster", max_age_s=0.0), env["warehouse"], quiet)
+    first = _consumer(env, "lstm", "first")
+    replay(client, "lobster", "ACME", DAYS[1], messages.head(1_000), log=quiet)
+    _drain(first, sink)
+    first.close()  # gives its instruments back
+    replay(client, "lobster", "ACME", DAYS[1], messages.head(2_000), log=quiet)
+    _drain(_consumer(env, "lstm", "second"), sink)
+    rows, batch_p_up = env["lstm_batch"]
+    sunk = _sunk(env, "ACME", "lstm")
+    assert sunk["event_row"].to_list() == rows[rows < 2_000].tolist() == list(range(99, 2_000))
+    np.testing.assert_allclose(sunk["p_up"].to_numpy(), batch_p_up[rows < 2_000], atol=1e-6)
 
 
 def _process(arguments: list[str], env) -> subprocess.Popen:
@@ -371,10 +394,10 @@ def test_the_stream_evaluation_passes_a_complete_stream_and_fails_a_missing_or_d
 
     folder = partition_folder(env["warehouse"], "lobster", "lightgbm", "ACME", DAYS[1])
     files = sorted(folder.glob("part-*"))
-    doubled = folder / files[1].name.replace("part-", "part-9")
-    doubled.write_bytes(files[1].read_bytes())
+    doubled, missing = pl.read_parquet(files[1]).height, pl.read_parquet(files[2]).height
+    (folder / files[1].name.replace("part-", "part-9")).write_bytes(files[1].read_bytes())
     files[2].unlink()
     checks = {c.check_name: c for c in _evaluate(env).get_asset_check_evaluations()}
     assert not checks["every_event_once"].passed
     text = str(checks["every_event_once"].metadata)
-    assert "missing 1000" in text and "duplicated 1000" in text
+    assert f"missing {missing}," in text and f"duplicated {doubled}," in text

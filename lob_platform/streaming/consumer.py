@@ -125,10 +125,14 @@ class Consumer:
             while not self.stopping and not until():
                 retrying(self.step, f"serving {self.config.venue} ({self.config.name})", self.log)
         finally:
-            try:
-                self._release_all()
-            except RETRYABLE:
-                pass
+            self.close()
+
+    def close(self) -> None:
+        """Give the instruments back (another consumer takes them over at once)."""
+        try:
+            self._release_all()
+        except RETRYABLE:
+            pass  # the leases expire by themselves
 
     def step(self) -> int:
         """One round: refresh the leases, read, process; returns the events processed. When Redis
@@ -212,17 +216,20 @@ class Consumer:
         ensure_group(self.client, stream, group)
         instrument = Instrument(name, tick, self.levels_of(name))
         committed = self.client.get(committed_key(venue, name, self.config.model.family))
-        rebuilt = 0
-        if committed:
-            start = "-"
-            while True:
-                entries = self.client.xrange(stream, min=start, max=committed.decode(), count=10_000)
+        rebuilt, last = 0, ""
+        try:
+            while committed:  # the feature state (and a sequence model's window) up to the committed event
+                entries = self.client.xrange(stream, min="(" + last if rebuilt else "-", max=committed.decode(), count=10_000)
                 if not entries:
                     break
                 decoded, _ = schema.decode_events(entries, name, instrument.levels, instrument.features.last_ts)
-                self._features(instrument, decoded)
-                rebuilt += len(entries)
-                start = "(" + entries[-1][0].decode()
+                for part, features in self._features(instrument, decoded):
+                    self._model(instrument, part.date[0]).remember(features)
+                rebuilt, last = rebuilt + len(entries), entries[-1][0].decode()
+        except ModelUnavailable as problem:
+            self.log(f"{self.config.name}: {name}: {problem}; not serving it yet")
+            self.release(keys=[owner_key(venue, name, self.config.model.family)], args=[self.config.name])
+            return
         instrument.committed = schema.id_tuple(committed) if committed else (-1, -1)
         claim_pending(self.client, stream, group, self.config.name)  # what dead consumers read and did not acknowledge
         self.owned[name] = instrument

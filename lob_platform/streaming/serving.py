@@ -68,28 +68,41 @@ class ServedModel:
 
     def predict(self, features: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         """(rows of the batch that get a prediction, their class probabilities)."""
-        matrix = np.column_stack([np.asarray(features[c], dtype=np.float64) for c in self.manifest["features"]])
+        matrix = self._matrix(features)
         if self.manifest["family"] in TABULAR_FAMILIES:
             return np.arange(len(matrix)), self.model.predict_proba(matrix)
         return self._predict_windows(matrix, features["event_row"])
 
-    def _predict_windows(self, matrix: np.ndarray, event_row: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        import torch
+    def remember(self, features: dict[str, np.ndarray]) -> None:
+        """Take in rows without predicting them (a consumer rebuilding its state after a takeover)."""
+        if self.manifest["family"] not in TABULAR_FAMILIES:
+            self._extend(self._matrix(features), features["event_row"])
 
+    def _matrix(self, features: dict[str, np.ndarray]) -> np.ndarray:
+        return np.column_stack([np.asarray(features[c], dtype=np.float64) for c in self.manifest["features"]])
+
+    def _extend(self, matrix: np.ndarray, event_row: np.ndarray) -> tuple[np.ndarray, int]:
+        """The day's last window - 1 input rows and these, stacked; and where these start in it."""
         length = self.manifest["config"]["window"]
         inputs = scaled(matrix, self.manifest["preprocessing"]["standardise"])
         if event_row[0] == 0 or self.window is None:
             self.window = np.zeros((0, inputs.shape[1]), dtype=np.float32)
         history = np.vstack((self.window, inputs))
-        rows = np.flatnonzero(event_row >= length - 1)
-        if len(rows):
-            ends = rows + len(self.window)
-            windows = history[ends[:, None] + np.arange(-length + 1, 1)[None, :]]
-            with torch.inference_mode():
-                proba = torch.softmax(self.model(torch.from_numpy(windows)), dim=-1).numpy().astype(np.float64)
-        else:
-            proba = np.zeros((0, len(self.classes)))
+        offset = len(self.window)
         self.window = history[-(length - 1):] if length > 1 else history[:0]
+        return history, offset
+
+    def _predict_windows(self, matrix: np.ndarray, event_row: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        import torch
+
+        length = self.manifest["config"]["window"]
+        history, offset = self._extend(matrix, event_row)
+        rows = np.flatnonzero(event_row >= length - 1)
+        if not len(rows):
+            return rows, np.zeros((0, len(self.classes)))
+        windows = history[(rows + offset)[:, None] + np.arange(-length + 1, 1)[None, :]]
+        with torch.inference_mode():
+            proba = torch.softmax(self.model(torch.from_numpy(windows)), dim=-1).double().numpy()
         return rows, proba
 
 
