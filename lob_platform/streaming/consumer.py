@@ -114,7 +114,6 @@ class Consumer:
         self.owned: dict[str, Instrument] = {}
         self.renew, self.release = client.register_script(RENEW), client.register_script(RELEASE)
         self.stopping = False
-        self.processed = 0
         self.last_refresh = 0.0
 
     # ---- the loop
@@ -128,9 +127,10 @@ class Consumer:
             self.close()
 
     def close(self) -> None:
-        """Give the instruments back (another consumer takes them over at once)."""
+        """Give the instruments back (another consumer takes them over at once) and leave the registry."""
         try:
             self._release_all()
+            self.client.hdel(f"lob:{self.config.venue}:consumers:{self.config.model.family}", self.config.name)
         except RETRYABLE:
             pass  # the leases expire by themselves
 
@@ -166,7 +166,6 @@ class Consumer:
         for name, entries in read.items():
             if entries and name in self.owned:
                 done += self._process(self.owned[name], entries)
-        self.processed += done
         return done
 
     # ---- leases

@@ -30,7 +30,7 @@ import redis
 
 from lob_platform.storage import write_partition
 from lob_platform.streaming import schema
-from lob_platform.streaming.consumer import RENEW, claim_pending, ensure_group
+from lob_platform.streaming.consumer import RELEASE, RENEW, claim_pending, ensure_group
 from lob_platform.streaming.redis_server import RETRYABLE, retrying
 
 TABLE = "stream_predictions"
@@ -77,10 +77,8 @@ class Sink:
         self.written: dict[tuple[str, str, str], int] = {}
         self.backlog: set[str] = set()
         self.known: set[str] = set()
-        self.rows_written = 0
         self.stopping = False
-        self.leased = False
-        self.renew = client.register_script(RENEW)
+        self.renew, self.release = client.register_script(RENEW), client.register_script(RELEASE)
 
     def run(self, until: Callable[[], bool] = lambda: False) -> None:
         signal.signal(signal.SIGTERM, lambda *_: setattr(self, "stopping", True))
@@ -90,13 +88,13 @@ class Sink:
         finally:
             try:
                 self.flush(everything=True)
+                self.release(keys=[f"lob:{self.config.venue}:sink"], args=[self.config.name])
             except RETRYABLE:
-                pass  # unacknowledged entries are read again by the next sink
+                pass  # unacknowledged entries are read again by the next sink; the lease expires
 
     def _lease(self) -> bool:
         key, me, lease = f"lob:{self.config.venue}:sink", self.config.name, self.config.lease_ms
-        self.leased = bool(self.client.set(key, me, nx=True, px=lease) or self.renew(keys=[key], args=[me, lease]))
-        return self.leased
+        return bool(self.client.set(key, me, nx=True, px=lease) or self.renew(keys=[key], args=[me, lease]))
 
     def _streams(self) -> None:
         pattern = schema.predictions_stream(self.config.venue, "*", "*")
@@ -175,7 +173,6 @@ class Sink:
                 frame = pl.DataFrame([{**r, "written_ns": written_ns} for r in rows], schema=COLUMNS, orient="row")
                 write_partition(frame, folder / f"part-{rows[0]['event_row']:09d}-{rows[-1]['event_row']:09d}.parquet")
                 self.written[key] = rows[-1]["event_row"]
-                self.rows_written += len(rows)
             by_stream = defaultdict(list)
             for stream, entry in self.entries.pop(key):
                 by_stream[stream].append(entry)
