@@ -7,6 +7,7 @@ evaluation asset's checks."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -33,6 +34,7 @@ from lob_platform.streaming.online import OnlineFeatures
 from lob_platform.streaming.producer import replay
 from lob_platform.streaming.redis_server import RedisServer, connect
 from lob_platform.streaming.serving import ModelChoice
+from lob_platform.streaming.sink import TABLE as SINK_TABLE
 from lob_platform.streaming.sink import Sink, SinkConfig, partition_folder, read_partition
 from lob_platform.training import store
 from lob_platform.training.fit import predict_day, train_family
@@ -127,8 +129,6 @@ def test_online_features_equal_the_batch_features_event_by_event(market):
 
 
 def test_online_features_equal_the_batch_features_on_the_real_amzn_day(amzn_day_dir):
-    import shutil
-
     from lob_platform import load_messages
 
     shutil.copy(require(AMZN_5), amzn_day_dir / "lobster")
@@ -181,10 +181,7 @@ def env(market, monkeypatch, redis_server):
     monkeypatch.setenv("LOB_DATA_DIR", str(market["data"]))
     monkeypatch.setenv("LOB_WAREHOUSE_DIR", str(market["warehouse"]))
     monkeypatch.setenv("REDIS_URL", redis_server.url)
-    for instrument in INSTRUMENTS:  # every test starts with no sink files
-        import shutil
-
-        shutil.rmtree(partition_folder(market["warehouse"], "lobster", "lightgbm", instrument, DAYS[1]), ignore_errors=True)
+    shutil.rmtree(market["warehouse"] / SINK_TABLE, ignore_errors=True)  # every test starts with no sink files
     return {**market, "server": redis_server, "client": connect(redis_server.url)}
 
 
