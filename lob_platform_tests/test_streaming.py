@@ -304,61 +304,45 @@ def _assert_exactly_once_and_equal_to_batch(env, instrument):
 
 
 @pytest.mark.slow
-def test_a_killed_consumer_and_a_killed_sink_restarted_lose_nothing_and_duplicate_nothing(env):
+def test_killed_consumers_and_sink_and_a_restarted_redis_lose_nothing_and_duplicate_nothing(env):
+    """Two consumer processes share the two instruments; one consumer is killed (SIGKILL) and
+    restarted, then the sink, then Redis itself restarts, all while the day streams in."""
     client = env["client"]
-    serve = ["serve", "--venue", "lobster", "--name", "consumer-1", "--batch", "64"]
+    serve = [["serve", "--venue", "lobster", "--name", f"consumer-{i}", "--batch", "64"] for i in (1, 2)]
     sink_args = ["sink", "--venue", "lobster", "--batch-rows", "200", "--max-age", "0.05", "--name", "sink-1"]
-    consumer, sink = _process(serve, env), _process(sink_args, env)
-    predictions = schema.predictions_stream("lobster", "ACME", "lightgbm")
+    consumers, sink = [_process(args, env) for args in serve], _process(sink_args, env)
     folder = partition_folder(env["warehouse"], "lobster", "lightgbm", "ACME", DAYS[1])
-    try:
-        _wait(lambda: client.exists("lob:lobster:sink"), 60, "the sink to start")
-        threads = _replay_slowly(env, ["ACME"], seconds=4)
-        _wait(lambda: client.xlen(predictions) > 1_500, 60, "the first predictions")
-        consumer.send_signal(signal.SIGKILL)
-        consumer.wait()
-        consumer = _process(serve, env)
-        _wait(lambda: len(list(folder.glob("part-*"))) >= 3 and client.xlen(predictions) > 3_500, 60, "sink files")
-        sink.send_signal(signal.SIGKILL)
-        sink.wait()
-        sink = _process(sink_args, env)
-        for thread in threads:
-            thread.join(60)
-        _wait(lambda: _sunk(env, "ACME").height >= env["days"][("ACME", DAYS[1])].height, 60, "every prediction in parquet")
-        time.sleep(0.3)  # anything doubled would land now
-    finally:
-        for process in (consumer, sink):
-            process.send_signal(signal.SIGTERM)
-            process.wait(30)
-    _assert_exactly_once_and_equal_to_batch(env, "ACME")
-    assert client.xlen(schema.dead_letter_stream("lobster")) == 0
-
-
-@pytest.mark.slow
-def test_two_consumers_share_the_instruments_and_survive_a_redis_restart(env):
-    client = env["client"]
-    processes = [_process(["serve", "--venue", "lobster", "--name", f"consumer-{i}", "--batch", "64"], env) for i in (1, 2)]
-    processes.append(_process(["sink", "--venue", "lobster", "--max-age", "0.05"], env))
+    streamed = lambda: sum(client.xlen(schema.predictions_stream("lobster", i, "lightgbm")) for i in INSTRUMENTS)  # noqa: E731
     try:
         _wait(lambda: client.exists("lob:lobster:sink") and client.hlen("lob:lobster:consumers:lightgbm") == 2, 60, "start")
-        threads = _replay_slowly(env, INSTRUMENTS, seconds=4)
+        threads = _replay_slowly(env, INSTRUMENTS, seconds=5)
         _wait(lambda: all(client.exists(schema.predictions_stream("lobster", i, "lightgbm")) for i in INSTRUMENTS), 60,
               "predictions of both instruments")
         owners = {i: client.get(f"lob:lobster:{i}:owner:lightgbm") for i in INSTRUMENTS}
         assert set(owners.values()) == {b"consumer-1", b"consumer-2"}, f"one instrument each: {owners}"
+        _wait(lambda: streamed() > 3_000, 60, "the first predictions")
+        consumers[0].send_signal(signal.SIGKILL)
+        consumers[0].wait()
+        consumers[0] = _process(serve[0], env)
+        _wait(lambda: len(list(folder.glob("part-*"))) >= 3 and streamed() > 6_000, 60, "sink files")
+        sink.send_signal(signal.SIGKILL)
+        sink.wait()
+        sink = _process(sink_args, env)
+        _wait(lambda: streamed() > 8_000, 60, "more predictions")
         env["server"].restart(down_for_s=1.0)
         for thread in threads:
             thread.join(90)
-        client = connect(env["server"].url)
         for instrument in INSTRUMENTS:
             height = env["days"][(instrument, DAYS[1])].height
             _wait(lambda: _sunk(env, instrument).height >= height, 90, f"{instrument} in parquet")
+        time.sleep(0.3)  # anything doubled would land now
     finally:
-        for process in processes:
+        for process in (*consumers, sink):
             process.send_signal(signal.SIGTERM)
             process.wait(30)
     for instrument in INSTRUMENTS:
         _assert_exactly_once_and_equal_to_batch(env, instrument)
+    assert connect(env["server"].url).xlen(schema.dead_letter_stream("lobster")) == 0
 
 
 # --------------------------------------------------------------------------- the evaluation asset

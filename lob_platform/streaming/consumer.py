@@ -147,7 +147,7 @@ class Consumer:
 
     def _round(self) -> int:
         now = time.monotonic()
-        if now - self.last_refresh > self.config.lease_ms / 3000:
+        if now - self.last_refresh > min(self.config.lease_ms / 3000, 0.25):  # renew leases, notice new streams
             self._refresh_leases()
             self.last_refresh = now
         if not self.owned:

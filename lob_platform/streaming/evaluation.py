@@ -17,8 +17,9 @@ the same model version (for agreement):
   online features equal the batch ones (they do), this is 100 %, up to the last bits of the LSTM's
   float32 arithmetic in batches of another size.
 
-Calibration is of ``p_up`` against "the label is up", so for three-class labels the Brier score
-and ECE here are those of the up-or-not question.
+Calibration is of ``p_up`` against "the label is up" (the Brier score summed over both outcomes,
+as ``training.metrics`` defines it), so for three-class labels the Brier score and ECE here are
+those of the up-or-not question.
 """
 
 from __future__ import annotations

@@ -32,6 +32,7 @@ from lob_platform.core.columns import ORDER_EVENT_TYPES, book_columns
 from lob_platform.features.book import BookFeatureConfig, level_ofi, window_name
 
 _NS_PER_S = 1_000_000_000
+_ORDER_TYPES = frozenset(ORDER_EVENT_TYPES)
 _PER_NS = 1 / _NS_PER_S
 EVENT_FIELDS = ("ts_ns", "event_type", "side", "price", "size")
 """Columns of an event besides its book (``book``: rows x book columns in ``core.columns.book_columns`` order)."""
@@ -64,6 +65,9 @@ class OnlineFeatures:
         self.clock_ns = {s: round(s * _NS_PER_S) for s in set(config.ofi_time_windows_s + config.return_time_horizons_s)}
         self.keep_events = max(config.ofi_event_windows + config.return_event_horizons, default=1) + 1
         self.keep_ns = max(self.clock_ns.values(), default=0)
+        self.ofi_names = [([f"ofi_l{level}_{window_name(k, False)}" for k in config.ofi_event_windows],
+                           [f"ofi_l{level}_{window_name(s, True)}" for s in config.ofi_time_windows_s])
+                          for level in range(1, levels + 1)]
         self.reset(None)
 
     def reset(self, date: str | None) -> None:
@@ -108,7 +112,7 @@ class OnlineFeatures:
 
     def _event_features(self, events: dict[str, np.ndarray], book: np.ndarray | None) -> dict[str, np.ndarray]:
         ts, kind, side = events["ts_ns"].astype(np.int64), events["event_type"], events["side"]
-        is_order = np.isin(kind, ORDER_EVENT_TYPES)
+        is_order = np.fromiter((k in _ORDER_TYPES for k in kind), dtype=bool, count=len(kind))
         price = np.where(is_order, events["price"], np.nan)
         gap = ts - np.concatenate(([ts[0] if self.last_ts is None else self.last_ts], ts[:-1]))
         before = self.last_price
@@ -136,7 +140,7 @@ class OnlineFeatures:
     # ---- book features (features.book)
 
     def _book_features(self, events: dict[str, np.ndarray], book: np.ndarray, rows: np.ndarray) -> dict[str, np.ndarray]:
-        config, levels, carried = self.config, self.levels, self.carried
+        config, carried = self.config, self.carried
         ask_p, ask_q, bid_p, bid_q = book[:, 0::4], book[:, 1::4], book[:, 2::4], book[:, 3::4]
         ask, bid, ask_size, bid_size = ask_p[:, 0], bid_p[:, 0], ask_q[:, 0], bid_q[:, 0]
         two_sided = ~np.isnan(ask) & ~np.isnan(bid) & (bid < ask)
@@ -191,11 +195,11 @@ class OnlineFeatures:
         starts = {s: self.start + np.searchsorted(ts, events["ts_ns"] - ns, side="right") for s, ns in self.clock_ns.items()}
         clock_sum = {s: after - totals[starts[s] - self.start] for s in self.clock_ns}
         event_sums = {k: event_sum(k) for k in set(config.ofi_event_windows + config.return_event_horizons)}
-        for level in range(levels):
-            for k in config.ofi_event_windows:
-                out[f"ofi_l{level + 1}_{window_name(k, False)}"] = event_sums[k][:, level]
-            for s in config.ofi_time_windows_s:
-                out[f"ofi_l{level + 1}_{window_name(s, True)}"] = clock_sum[s][:, level]
+        for level, (event_names, clock_names) in enumerate(self.ofi_names):
+            for name, k in zip(event_names, config.ofi_event_windows):
+                out[name] = event_sums[k][:, level]
+            for name, s in zip(clock_names, config.ofi_time_windows_s):
+                out[name] = clock_sum[s][:, level]
 
         first = self.first_mid if self.first_mid is not None else self.rows + len(rows)
         origins = {window_name(k, False): rows - k for k in config.return_event_horizons}

@@ -47,6 +47,7 @@ from lob_platform.core.columns import EVENT_TYPES, book_columns
 
 EVENT_SCALARS = ("ts_ns", "event_type", "side", "price", "size")
 SIDES = ("bid", "ask")
+_EVENT_TYPES, _SIDES = frozenset(EVENT_TYPES), frozenset(SIDES)
 
 
 def events_stream(venue: str, instrument: str) -> str:
@@ -173,11 +174,13 @@ def decode_events(entries: list, instrument: str, levels: int, last_ts: int | No
 
     Well-formed reads (the usual case) are parsed column-wise in one go; a read holding a
     malformed entry is checked entry by entry (``check_entry``) so only the bad entries go."""
+    if not entries:
+        return _decode_fast([], levels), []
     try:
         decoded = _decode_fast(entries, levels)
         ts = decoded.events["ts_ns"]
         in_order = (last_ts is None or ts[0] >= last_ts) and bool(np.all(ts[1:] >= ts[:-1]))
-        known = (np.isin(decoded.events["event_type"], EVENT_TYPES).all() and np.isin(decoded.events["side"], SIDES).all()
+        known = (set(decoded.events["event_type"]) <= _EVENT_TYPES and set(decoded.events["side"]) <= _SIDES
                  and all(_field(f, "instrument") == instrument for _, f in entries))
         if in_order and known:
             return decoded, []
