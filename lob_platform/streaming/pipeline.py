@@ -143,7 +143,7 @@ def run_pipeline(options: RunOptions, log=print) -> int:
         model = ["--family", family, "--label", options.model.label, "--batch", str(options.batch)]
         model += ["--version", options.model.version] if options.model.version else []
         children = [_spawn(["serve", "--venue", venue, *model, "--name", f"consumer-{i + 1}"], url) for i in range(options.consumers)]
-        children.append(_spawn(["sink", "--venue", venue], url))
+        children.append(_spawn(["sink", "--venue", venue, "--max-age", "0.2"], url))
         _wait_ready(client, options, children)
         folder = partition_folder(root, venue, family, options.instrument, options.date)
         predictions = schema.predictions_stream(venue, options.instrument, family)
