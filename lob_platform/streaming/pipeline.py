@@ -9,8 +9,9 @@
    and continues), then the consumers and the sink start as their own processes (``lob stream
    serve`` / ``lob stream sink``) and the day is replayed, with a progress line: events sent,
    predictions published, rows in parquet, consumer lag, events per second.
-4. When every prediction is in parquet, the processes stop and the ``stream_evaluation`` asset of
-   the partition is materialized; its figures are printed.
+4. When every prediction is in parquet, the processes stop, the ``stream_evaluation`` asset of
+   the partition is materialized, the DuckDB views are refreshed (``stream_predictions``,
+   ``stream_evaluation``) and the evaluation is printed.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from lob_platform.streaming.redis_server import RedisServer, answers, connect, r
 from lob_platform.streaming.serving import ModelChoice
 from lob_platform.streaming.sink import partition_folder, read_partition
 from lob_platform.training import store
+from lob_platform.warehouse import refresh_views
 
 REDIS_FOLDER = ".redis"
 
@@ -207,6 +209,7 @@ def evaluate_partition(options: RunOptions) -> int:
     if not result.success:
         print("stream_evaluation failed: " + "; ".join(failure_reasons(result)), file=sys.stderr)
         return 1
+    refresh_views(warehouse_root())  # stream_predictions and stream_evaluation in DuckDB
     frame = pl.read_parquet(Warehouse(warehouse_root()).path("stream_evaluation", venue.name, options.date, options.instrument))
     columns = ["model", "label", "streamed", "missing", "duplicated", "labelled", "accuracy", "brier", "ece",
                "latency_p50_us", "latency_p99_us", "lag_max", "compared_with_batch", "agreement"]
