@@ -162,7 +162,7 @@ def build_trained_models_asset(venue: Venue, family: str, settings: Settings) ->
         table = pl.DataFrame(records, schema=TRAINED_MODELS_SCHEMA)
         yield dg.Output(table, metadata={
             "window": f"{plan.scope}: {', '.join(plan.dates)}" + (f"; skipped {', '.join(plan.excluded)}" if plan.excluded else ""),
-            "validation": dg.MetadataValue.md(_markdown(table.filter(pl.col("model_version").is_not_null()).select(
+            "validation": dg.MetadataValue.md(markdown_table(table.filter(pl.col("model_version").is_not_null()).select(
                 "label", "train_rows", "validation_rows", "validation_accuracy", "validation_macro_f1",
                 "validation_log_loss").to_dicts())),
             "training_curves": dg.MetadataValue.md("\n\n".join(curves)),
@@ -245,7 +245,7 @@ def build_predictions_asset(venue: Venue, family: str, settings: Settings) -> dg
         metrics_frame = pl.DataFrame(metrics, schema_overrides={name: pl.Float64 for name in (*BASELINES, "best_baseline")})
         yield dg.Output(frame, "predictions", metadata={"rows": frame.height, "labels": len(predictions)})
         yield dg.Output(metrics_frame, "model_metrics", metadata={
-            "out_of_sample": dg.MetadataValue.md(_markdown(summary)),
+            "out_of_sample": dg.MetadataValue.md(markdown_table(summary)),
             "reliability": dg.MetadataValue.md("\n\n".join(images)),
         })
 
@@ -268,7 +268,7 @@ def _prediction_frame(rows: pl.DataFrame, prediction, model_row: dict) -> pl.Dat
     }).with_columns(pl.col("p_flat").fill_nan(None))
 
 
-def _markdown(rows: list[dict]) -> str:
+def markdown_table(rows: list[dict]) -> str:
     if not rows:
         return "no models"
     header = list(rows[0])

@@ -13,7 +13,7 @@ import dagster as dg
 import polars as pl
 
 from lob_platform.core.settings import Settings, warehouse_root
-from lob_platform.defs.models import _markdown, model_key
+from lob_platform.defs.models import markdown_table, model_key
 from lob_platform.defs.partitions import by_date_and_instrument, day_of
 from lob_platform.defs.raw import venue_key
 from lob_platform.lineage import FEATURES, PREDICTIONS, InputsNotReady, Warehouse
@@ -87,7 +87,7 @@ def build_streaming_assets(venue: Venue, settings: Settings) -> list:
         frame = pl.DataFrame(results, infer_schema_length=None)
         summary = [{k: r.get(k) for k in ("model", *HEADLINE)} for r in results]
         yield dg.Output(frame, "stream_evaluation", metadata={
-            "evaluation": dg.MetadataValue.md(_markdown(summary)),
+            "evaluation": dg.MetadataValue.md(markdown_table(summary)),
             "models": len(results),
         })
         once = all(r["missing"] == 0 and r["duplicated"] == 0 and r["unexpected"] == 0 for r in results)
