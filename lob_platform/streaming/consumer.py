@@ -254,7 +254,7 @@ class Consumer:
         now = time.monotonic()
         if model.stamp is None or now - instrument.checked > self.config.model_check_s:
             instrument.checked = now
-            if model.refresh() and model.stamp is not None:
+            if model.refresh():
                 self.log(f"{self.config.name}: {instrument.name} {date}: {self.config.model.family} version {model.version}")
         return model
 
