@@ -143,7 +143,6 @@ def stream_sink(args: argparse.Namespace) -> int:
 def stream_run(args: argparse.Namespace) -> int:
     from lob_platform.streaming.pipeline import RunOptions, run_pipeline
 
-    ensure_dagster_home()
     os.environ.setdefault("LOB_MODEL_SIZE", "tiny")  # inputs made here train the small configurations, as `lob run`
     return run_pipeline(RunOptions(args.venue, args.instrument, args.date, _choice(args), args.speed, args.batch,
                                    args.consumers, args.resume), _log)

@@ -115,7 +115,7 @@ def market(tmp_path_factory) -> dict:
                {**lstm[0].manifest, "fit_scope": PREVIOUS_DAYS}, lstm[0].model)
     test = evaluation_rows(build_features(days[("ACME", DAYS[1])], TICK), DAYS[1], PREVIOUS_DAYS, 0.8, 100)
     lstm_batch = predict_day(lstm[0].manifest, lstm[0].model, test, "test")
-    return {"data": data, "warehouse": warehouse, "days": days, "batch_p_up": batch, "specs": specs,
+    return {"data": data, "warehouse": warehouse, "days": days, "batch_p_up": batch,
             "lstm_batch": (lstm_batch.rows, lstm_batch.proba[:, 1])}
 
 

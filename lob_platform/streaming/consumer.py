@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import math
 import os
-import signal
 import socket
 import time
 from dataclasses import dataclass, field
@@ -37,7 +36,7 @@ import redis
 
 from lob_platform.streaming import schema
 from lob_platform.streaming.online import OnlineFeatures
-from lob_platform.streaming.redis_server import RETRYABLE, retrying
+from lob_platform.streaming.redis_server import RETRYABLE, run_until_terminated
 from lob_platform.streaming.serving import ModelChoice, ModelUnavailable, ServedModel
 
 Log = Callable[[str], None]
@@ -113,16 +112,14 @@ class Consumer:
         self.tick_of, self.levels_of = venue_ticks, levels
         self.owned: dict[str, Instrument] = {}
         self.renew, self.release = client.register_script(RENEW), client.register_script(RELEASE)
-        self.stopping = False
         self.last_refresh = 0.0
 
     # ---- the loop
 
-    def run(self, until: Callable[[], bool] = lambda: False) -> None:
-        signal.signal(signal.SIGTERM, lambda *_: setattr(self, "stopping", True))
+    def run(self) -> None:
+        """Serve until SIGTERM, then give the instruments back."""
         try:
-            while not self.stopping and not until():
-                retrying(self.step, f"serving {self.config.venue} ({self.config.name})", self.log)
+            run_until_terminated(self.step, f"serving {self.config.venue} ({self.config.name})", self.log)
         finally:
             self.close()
 
@@ -199,9 +196,8 @@ class Consumer:
                 self._take_over(name)
 
     def _release_all(self) -> None:
-        for name in list(self.owned):
-            self.release(keys=[owner_key(self.config.venue, name, self.config.model.family)], args=[self.config.name])
-        self.owned.clear()
+        for instrument in list(self.owned.values()):
+            self._release(instrument)
 
     def _take_over(self, name: str) -> None:
         """Serve ``name`` from where its last consumer committed: the state rebuilt from the
@@ -248,9 +244,9 @@ class Consumer:
 
     def _model(self, instrument: Instrument, date: str) -> ServedModel:
         model = instrument.models.get(date)
-        if model is None:
-            model = instrument.models[date] = ServedModel(self.root, self.config.venue, instrument.name, date, self.config.model)
-            instrument.models = {date: model}  # yesterday's model is no longer needed
+        if model is None:  # a new day: yesterday's model is no longer needed
+            model = ServedModel(self.root, self.config.venue, instrument.name, date, self.config.model)
+            instrument.models = {date: model}
         now = time.monotonic()
         if model.stamp is None or now - instrument.checked > self.config.model_check_s:
             instrument.checked = now

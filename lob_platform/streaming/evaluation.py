@@ -6,7 +6,7 @@ the same model version (for agreement):
 - coverage: events the model should have predicted (every event; for a sequence model every
   event with a full window of its day) against the rows the sink holds: ``missing`` and
   ``duplicated`` must both be 0 (exactly once);
-- accuracy, Brier score, expected calibration error and the calibration buckets, on the events
+- accuracy, log-loss, Brier score, expected calibration error and the calibration buckets, on the events
   whose label is known and that the model did not learn from (for a model fit on the first part
   of this same day, only the day's test part), with the truth made as the batch evaluation makes
   it (the label parameters recorded in the model's manifest);
@@ -31,7 +31,7 @@ from lob_platform.datasets.rows import evaluation_rows, purge_gap
 from lob_platform.datasets.targets import UNKNOWN, make_target
 from lob_platform.features.training_window import SAME_DAY_SPLIT
 from lob_platform.models.specs import TABULAR_FAMILIES, LabelSpec
-from lob_platform.training.metrics import expected_calibration_error, reliability
+from lob_platform.training.metrics import probabilistic_metrics, reliability
 
 AGREEMENT_TOLERANCE = 1e-5
 """Probabilities closer than this count as equal (the LSTM's float32 batches)."""
@@ -62,12 +62,12 @@ def evaluate(streamed: pl.DataFrame, features: pl.DataFrame, manifest: dict, bat
     day = features.with_columns(split=pl.lit("test"), date=pl.lit("day"))  # one day, every row evaluated
     target = make_target(day, manifest["label"], LabelSpec((manifest["label"],), manifest["labelling"]), manifest["label_params"])
     up = list(target.classes).index("up")
-    y = target.y[np.clip(rows, 0, max(features.height - 1, 0))] if len(rows) else np.zeros(0, dtype=np.int64)
+    inside = np.clip(rows, 0, max(features.height - 1, 0))  # an unexpected row past the day is counted above
+    y = target.y[inside] if len(rows) else np.zeros(0, dtype=np.int64)
     known = (y != UNKNOWN) & (rows < features.height)
     if manifest.get("fit_scope") == SAME_DAY_SPLIT:  # the model learnt from this day's first part: score the rest
         split = evaluation_rows(features, "day", SAME_DAY_SPLIT, manifest["fit_train_fraction"], purge_gap(LabelSpec().labels))
-        test = (split["split"].cast(pl.String) == "test").fill_null(False).to_numpy()
-        known &= test[np.clip(rows, 0, max(features.height - 1, 0))]
+        known &= (split["split"].cast(pl.String) == "test").fill_null(False).to_numpy()[inside]
     result["labelled"] = int(known.sum())
     table = []
     if known.any():
@@ -76,8 +76,7 @@ def evaluate(streamed: pl.DataFrame, features: pl.DataFrame, manifest: dict, bat
         predicted = streamed["pred"].to_numpy()[known]
         binary = np.column_stack((1 - p_up, p_up))
         result.update({"accuracy": float(np.mean(predicted == np.asarray(target.classes)[y[known]])),
-                       "brier": float(np.mean((p_up - truth_up) ** 2) * 2),
-                       "ece": expected_calibration_error(truth_up, binary)})
+                       **probabilistic_metrics(truth_up, binary)})
         table = reliability(truth_up, binary)
     if batch is not None and batch.height:
         result.update(_agreement(streamed, batch))

@@ -28,7 +28,7 @@ import math
 
 import numpy as np
 
-from lob_platform.core.columns import ORDER_EVENT_TYPES, book_columns
+from lob_platform.core.columns import ORDER_EVENT_TYPES
 from lob_platform.features.book import BookFeatureConfig, level_ofi, window_name
 
 _NS_PER_S = 1_000_000_000
@@ -61,7 +61,6 @@ class OnlineFeatures:
         if tick_size <= 0:
             raise ValueError(f"tick_size must be positive, got {tick_size}")
         self.tick, self.levels, self.config = tick_size, levels, config
-        self.columns = book_columns(levels)
         self.clock_ns = {s: round(s * _NS_PER_S) for s in set(config.ofi_time_windows_s + config.return_time_horizons_s)}
         self.keep_events = max(config.ofi_event_windows + config.return_event_horizons, default=1) + 1
         self.keep_ns = max(self.clock_ns.values(), default=0)
@@ -95,9 +94,10 @@ class OnlineFeatures:
             return {}
         rows = np.arange(self.rows, self.rows + n)
         book = events.get("book")
-        out = {"event_row": rows, **self._event_features(events, book)}
+        with_previous = self._with_previous(book) if self.levels else None
+        out = {"event_row": rows, **self._event_features(events, with_previous)}
         if self.levels:
-            out.update(self._book_features(events, book, rows))
+            out.update(self._book_features(events, book, with_previous, rows))
             self.last_book = book[-1].copy()
         self.rows += n
         self.last_ts = int(events["ts_ns"][-1])
@@ -110,7 +110,7 @@ class OnlineFeatures:
 
     # ---- event features (features.events)
 
-    def _event_features(self, events: dict[str, np.ndarray], book: np.ndarray | None) -> dict[str, np.ndarray]:
+    def _event_features(self, events: dict[str, np.ndarray], with_previous: np.ndarray | None) -> dict[str, np.ndarray]:
         ts, kind, side = events["ts_ns"].astype(np.int64), events["event_type"], events["side"]
         is_order = np.fromiter((k in _ORDER_TYPES for k in kind), dtype=bool, count=len(kind))
         price = np.where(is_order, events["price"], np.nan)
@@ -132,14 +132,15 @@ class OnlineFeatures:
             "level": np.full(len(ts), np.nan),
         }
         if self.levels:
-            previous = self._with_previous(book)[:-1]  # the book before each event
+            previous = with_previous[:-1]  # the book before each event
             distance = np.where(side == "bid", previous[:, 2] - events["price"], events["price"] - previous[:, 0])
             out["level"] = np.where(is_order, np.round(distance / self.tick, 6), np.nan)
         return out
 
     # ---- book features (features.book)
 
-    def _book_features(self, events: dict[str, np.ndarray], book: np.ndarray, rows: np.ndarray) -> dict[str, np.ndarray]:
+    def _book_features(self, events: dict[str, np.ndarray], book: np.ndarray, with_previous: np.ndarray,
+                       rows: np.ndarray) -> dict[str, np.ndarray]:
         config, carried = self.config, self.carried
         ask_p, ask_q, bid_p, bid_q = book[:, 0::4], book[:, 1::4], book[:, 2::4], book[:, 3::4]
         ask, bid, ask_size, bid_size = ask_p[:, 0], bid_p[:, 0], ask_q[:, 0], bid_q[:, 0]
@@ -150,7 +151,8 @@ class OnlineFeatures:
             spread, carried["spread"] = _carry(ask - bid, two_sided, carried["spread"])
             microprice, carried["microprice"] = _carry((bid * ask_size + ask * bid_size) / (ask_size + bid_size),
                                                        two_sided, carried["microprice"])
-            prices = np.where(np.isnan(np.hstack((ask_p, bid_p))), 0.0, np.hstack((ask_p, bid_p)))
+            prices = np.hstack((ask_p, bid_p))
+            prices = np.where(np.isnan(prices), 0.0, prices)
             depth_value = _left_to_right(prices * np.hstack((ask_q, bid_q)))
             ask_depth, bid_depth = _left_to_right(ask_q), _left_to_right(bid_q)
             vwap, carried["vwap"] = _carry(depth_value / (ask_depth + bid_depth), two_sided, carried["vwap"])
@@ -174,7 +176,6 @@ class OnlineFeatures:
             self.first_mid = int(rows[np.argmax(has_mid)])
 
         # increments of the running totals: OFI per level, then the squared log-mid step
-        with_previous = self._with_previous(book)
         ofi = level_ofi(with_previous[:, 2::4], with_previous[:, 3::4], with_previous[:, 0::4], with_previous[:, 1::4])[1:]
         step = np.diff(np.concatenate((self.tail_log_mid[-1:] if self.rows else log_mid[:1], log_mid)))
         step = np.where(np.isnan(step), 0.0, step)

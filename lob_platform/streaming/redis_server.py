@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -52,6 +53,14 @@ def retrying(call: Callable[[], T], what: str, log: Callable[[str], None], give_
             log(f"Redis unavailable while {what} ({type(problem).__name__}); retrying in {delay:.1f} s")
             time.sleep(delay)
             delay = min(delay * 2, 2.0)
+
+
+def run_until_terminated(step: Callable[[], object], what: str, log: Callable[[str], None]) -> None:
+    """Call ``step`` over and over (waiting out Redis restarts) until the process gets SIGTERM."""
+    terminated = []
+    signal.signal(signal.SIGTERM, lambda *_: terminated.append(True))
+    while not terminated:
+        retrying(step, what, log)
 
 
 def free_port() -> int:

@@ -45,7 +45,6 @@ import polars as pl
 
 from lob_platform.core.columns import EVENT_TYPES, book_columns
 
-EVENT_SCALARS = ("ts_ns", "event_type", "side", "price", "size")
 SIDES = ("bid", "ask")
 _EVENT_TYPES, _SIDES = frozenset(EVENT_TYPES), frozenset(SIDES)
 
@@ -110,9 +109,6 @@ class Decoded:
     sent_ns: np.ndarray
     events: dict[str, np.ndarray]
 
-    def __len__(self) -> int:
-        return len(self.ids)
-
     def take(self, rows: np.ndarray | slice) -> "Decoded":
         picked = np.arange(len(self.ids))[rows]
         return Decoded([self.ids[i] for i in picked], [self.date[i] for i in picked], self.event_row[rows],
@@ -130,12 +126,12 @@ def _field(fields: dict, name: str) -> str:
     return _text(value)
 
 
-def _number(fields: dict, name: str) -> float:
+def _number(fields: dict, name: str, kind: type = float):
     text = _field(fields, name)
     try:
-        return float(text)
+        return kind(text)
     except ValueError:
-        raise ValueError(f"field {name!r} is not a number: {text!r}") from None
+        raise ValueError(f"field {name!r} is not {'an integer' if kind is int else 'a number'}: {text!r}") from None
 
 
 def check_entry(fields: dict, instrument: str, levels: int, last_ts: int | None) -> str | None:
@@ -144,9 +140,7 @@ def check_entry(fields: dict, instrument: str, levels: int, last_ts: int | None)
     try:
         if _field(fields, "instrument") != instrument:
             return f"unknown instrument {_field(fields, 'instrument')!r} on the stream of {instrument!r}"
-        ts = int(_field(fields, "ts_ns")) if _field(fields, "ts_ns").lstrip("-").isdigit() else None
-        if ts is None:
-            return f"field 'ts_ns' is not an integer: {_field(fields, 'ts_ns')!r}"
+        ts = _number(fields, "ts_ns", int)
         if last_ts is not None and ts < last_ts:
             return f"event out of time order: ts_ns {ts} is before the previous event's {last_ts}"
         if not _field(fields, "event_row").isdigit():
@@ -155,8 +149,9 @@ def check_entry(fields: dict, instrument: str, levels: int, last_ts: int | None)
             return f"unknown event_type {_field(fields, 'event_type')!r}"
         if _field(fields, "side") not in SIDES:
             return f"unknown side {_field(fields, 'side')!r}"
-        for name in ("price", "size", "sent_ns"):
+        for name in ("price", "size"):
             _number(fields, name)
+        _number(fields, "sent_ns", int)
         book = _field(fields, "book")
         values = book.split(",") if book else []
         if len(values) != 4 * levels:
@@ -202,21 +197,20 @@ def _decode_fast(entries: list, levels: int) -> Decoded:
         return [f[name] for _, f in entries]
 
     n = len(entries)
-    books = column(b"book") if n else []
-    book = (np.fromstring(b",".join(books).decode(), sep=",") if levels and n else np.zeros(0)).reshape(n, 4 * levels)
+    book = (np.fromstring(b",".join(column(b"book")).decode(), sep=",") if levels and n else np.zeros(0)).reshape(n, 4 * levels)
     if levels and book.size != n * 4 * levels:
         raise ValueError("book size")
     return Decoded(
         ids=[_text(e) for e, _ in entries],
         date=[v.decode() for v in column(b"date")],
-        event_row=np.array(column(b"event_row"), dtype=np.int64) if n else np.zeros(0, np.int64),
-        sent_ns=np.array(column(b"sent_ns"), dtype=np.int64) if n else np.zeros(0, np.int64),
+        event_row=np.array(column(b"event_row"), dtype=np.int64),
+        sent_ns=np.array(column(b"sent_ns"), dtype=np.int64),
         events={
-            "ts_ns": np.array(column(b"ts_ns"), dtype=np.int64) if n else np.zeros(0, np.int64),
+            "ts_ns": np.array(column(b"ts_ns"), dtype=np.int64),
             "event_type": np.array([v.decode() for v in column(b"event_type")], dtype=object),
             "side": np.array([v.decode() for v in column(b"side")], dtype=object),
-            "price": np.array(column(b"price"), dtype=np.float64) if n else np.zeros(0),
-            "size": np.array(column(b"size"), dtype=np.float64) if n else np.zeros(0),
+            "price": np.array(column(b"price"), dtype=np.float64),
+            "size": np.array(column(b"size"), dtype=np.float64),
             "book": book,
         },
     )

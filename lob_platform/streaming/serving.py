@@ -44,7 +44,7 @@ class ServedModel:
         self.folder = store.model_folder(root, venue, choice.family, instrument, choice.model_date or date, choice.label)
         self.stamp: tuple | None = None
         self.version = ""
-        self.window: np.ndarray | None = None  # the LSTM's last window - 1 scaled input rows of today
+        self.window: np.ndarray | None = None  # the LSTM's last window - 1 feature rows of today
 
     def refresh(self) -> bool:
         """Load the model if it changed in the store since last time; whether it did."""
@@ -85,15 +85,16 @@ class ServedModel:
         return np.column_stack([np.asarray(features[c], dtype=np.float64) for c in self.manifest["features"]])
 
     def _extend(self, matrix: np.ndarray, event_row: np.ndarray) -> tuple[np.ndarray, int]:
-        """The day's last window - 1 input rows and these, stacked; and where these start in it."""
+        """The day's last window - 1 feature rows and these, standardised with the current
+        version's scaler; and where these start in it. The rows are kept unscaled, so a new
+        version's first windows are scaled with its own scaler."""
         length = self.manifest["config"]["window"]
-        inputs = scaled(matrix, self.manifest["preprocessing"]["standardise"])
         if event_row[0] == 0 or self.window is None:
-            self.window = np.zeros((0, inputs.shape[1]), dtype=np.float32)
-        history = np.vstack((self.window, inputs))
+            self.window = np.zeros((0, matrix.shape[1]))
+        history = np.vstack((self.window, matrix))
         offset = len(self.window)
         self.window = history[-(length - 1):] if length > 1 else history[:0]
-        return history, offset
+        return scaled(history, self.manifest["preprocessing"]["standardise"]), offset
 
     def _predict_windows(self, matrix: np.ndarray, event_row: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         import torch

@@ -17,7 +17,6 @@ never appended to or rewritten, so a reader never sees half a batch.
 from __future__ import annotations
 
 import os
-import signal
 import socket
 import time
 from collections import defaultdict
@@ -31,7 +30,7 @@ import redis
 from lob_platform.storage import write_partition
 from lob_platform.streaming import schema
 from lob_platform.streaming.consumer import RELEASE, RENEW, claim_pending, ensure_group
-from lob_platform.streaming.redis_server import RETRYABLE, retrying
+from lob_platform.streaming.redis_server import RETRYABLE, run_until_terminated
 
 TABLE = "stream_predictions"
 GROUP = "sink"
@@ -77,14 +76,12 @@ class Sink:
         self.written: dict[tuple[str, str, str], int] = {}
         self.backlog: set[str] = set()
         self.known: set[str] = set()
-        self.stopping = False
         self.renew, self.release = client.register_script(RENEW), client.register_script(RELEASE)
 
-    def run(self, until: Callable[[], bool] = lambda: False) -> None:
-        signal.signal(signal.SIGTERM, lambda *_: setattr(self, "stopping", True))
+    def run(self) -> None:
+        """Sink until SIGTERM, then write what is buffered and give the lease back."""
         try:
-            while not self.stopping and not until():
-                retrying(self.step, f"sinking {self.config.venue} predictions", self.log)
+            run_until_terminated(self.step, f"sinking {self.config.venue} predictions", self.log)
         finally:
             try:
                 self.flush(everything=True)
@@ -130,15 +127,9 @@ class Sink:
         streams = {s: "0" for s in self.backlog} or {s: ">" for s in self.known}
         reply = self.client.xreadgroup(GROUP, self.config.name, streams, count=self.config.batch_rows,
                                        block=None if self.backlog else self.config.block_ms)
-        got = 0
-        for stream, entries in reply or []:
-            stream = stream.decode()
-            if not entries:
-                self.backlog.discard(stream)
-            got += self._buffer(stream, entries)
-        for stream in list(self.backlog):
-            if stream not in {s.decode() for s, _ in reply or []}:
-                self.backlog.discard(stream)
+        read = {stream.decode(): entries for stream, entries in reply or []}
+        self.backlog = {stream for stream in self.backlog if read.get(stream)}  # the rest: pending entries done
+        got = sum(self._buffer(stream, entries) for stream, entries in read.items())
         self.flush()
         return got
 
@@ -156,7 +147,7 @@ class Sink:
             self.buffers[key].append({"event_row": int(f["event_row"]), "ts_ns": int(f["ts_ns"]), "event_id": f["event_id"],
                                       "label": f["label"], "pred": f["pred"], "p_up": float(f["p_up"]),
                                       "model_version": f["model_version"], "latency_us": int(f["latency_us"]),
-                                      "lag": int(f["lag"]), "written_ns": 0})
+                                      "lag": int(f["lag"])})
             self.oldest.setdefault(key, now)
         return len(entries)
 
@@ -169,8 +160,8 @@ class Sink:
                 continue
             if rows:
                 folder = partition_folder(self.root, self.config.venue, *key)
-                written_ns = time.time_ns()
-                frame = pl.DataFrame([{**r, "written_ns": written_ns} for r in rows], schema=COLUMNS, orient="row")
+                frame = pl.DataFrame(rows, schema={k: v for k, v in COLUMNS.items() if k != "written_ns"}, orient="row")
+                frame = frame.with_columns(written_ns=pl.lit(time.time_ns(), pl.Int64))
                 write_partition(frame, folder / f"part-{rows[0]['event_row']:09d}-{rows[-1]['event_row']:09d}.parquet")
                 self.written[key] = rows[-1]["event_row"]
             by_stream = defaultdict(list)
