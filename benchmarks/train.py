@@ -57,7 +57,7 @@ def make_data(folder: Path) -> None:
     from lob_platform.sources.catalog import discover
     from lob_platform.sources.synthetic import MarketConfig, generate_market
 
-    generate_market(folder / "data", MarketConfig(n_days=4, lobster_tickers=("ACME",), mic_products=(), crypto_pairs=()))
+    generate_market(folder / "data", MarketConfig(n_days=4, lobster_tickers=("ACME",), mic_products=(), order_feed_products=(), crypto_pairs=()))
     for day in discover(folder / "data"):
         build_features(day.read(), 0.01).write_parquet(folder / f"{day.date}.parquet")
 

@@ -30,7 +30,7 @@ from lob_platform.core.settings import data_root, load_settings, warehouse_root
 from lob_platform.core.tables import MESSAGES
 from lob_platform.errors import LobDataError
 from lob_platform.sources.catalog import Catalogue, DayFile
-from lob_platform.sources.registry import load_venues
+from lob_platform.sources.registry import Venue, load_venues
 from lob_platform.warehouse import CATALOGUE, query
 
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}  # runs are in the UI; keep the terminal short
@@ -51,17 +51,20 @@ beside the best naive baseline on the same rows."""
 HOST_TAG, PID_TAG = "lob/host", "lob/pid"
 
 
-def ensure_data(venues) -> Catalogue:
+def ensure_data() -> tuple[list[Venue], Catalogue]:
+    """The venues and their files; the synthetic market first where the data folder has none."""
+    venues = load_venues()
     catalogue = Catalogue.scan(venues)
     if catalogue.days:
-        return catalogue
+        return venues, catalogue
     from lob_platform.sources.synthetic import MarketConfig, generate_market
 
     started = time.perf_counter()
     print(f"no raw data under {data_root()}: generating the synthetic market ...", flush=True)
     generate_market(data_root(), MarketConfig())
     print(f"  done in {time.perf_counter() - started:.1f}s", flush=True)
-    return Catalogue.scan(venues)
+    venues = load_venues()  # the market declares its order-by-order feed in venues.toml
+    return venues, Catalogue.scan(venues)
 
 
 def register_instruments(instance: dg.DagsterInstance, days: list[DayFile]) -> None:
@@ -205,9 +208,8 @@ def run_main_job() -> int:
     from lob_platform.defs.partitions import FIRST_DATE, in_partition_range
 
     settings = load_settings()
-    venues = load_venues()
+    venues, catalogue = ensure_data()
     by_name = {v.name: v for v in venues}
-    catalogue = ensure_data(venues)
     for day in [d for d in catalogue.days if not in_partition_range(d)]:
         print(f"not ingested: {day.source} is dated {day.date}, outside the partitions ({FIRST_DATE} to today)")
     days = [d for d in catalogue.days if in_partition_range(d)]

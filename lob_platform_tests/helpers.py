@@ -13,14 +13,16 @@ from lob_platform.core.columns import book_columns
 from lob_platform.core.tables import MESSAGES, SNAPSHOTS
 
 #        ask1   askq  bid1   bidq   ask2   askq  bid2   bidq
+OPENING = [10.02, 10.0, 10.00, 100.0, None, 0.0, 9.99, 10.0]
 BOOK = [10.01, 50.0, 10.00, 100.0, 10.02, 10.0, 9.99, 10.0]
 AFTER_DELETE = [10.01, 50.0, 9.99, 10.0, 10.02, 10.0, None, 0.0]
 
 
 def messages() -> pl.DataFrame:
-    """A consistent two-level day: submits, two identical anonymous hidden fills, a delete."""
+    """A consistent two-level day (each book row is the previous one with its message applied):
+    submits, two identical anonymous hidden fills, a delete."""
     rows = [
-        (1000, "submit", 1, 100.0, 10.00, "bid", *BOOK),
+        (1000, "submit", 1, 100.0, 10.00, "bid", *OPENING),
         (2000, "submit", 2, 50.0, 10.01, "ask", *BOOK),
         (2000, "execute_hidden", 0, 5.0, 10.005, "ask", *BOOK),
         (2000, "execute_hidden", 0, 5.0, 10.005, "ask", *BOOK),

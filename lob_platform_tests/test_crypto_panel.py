@@ -184,7 +184,7 @@ def test_no_carry_over_from_previous_day_and_other_dates_fill_nothing():
 def synthetic_panel(tmp_path_factory) -> Panel:
     """One synthetic crypto day (every exchange and pair, no LOBSTER/MIC files), as a panel."""
     root = tmp_path_factory.mktemp("market")
-    paths = generate_market(root, MarketConfig(n_days=1, lobster_tickers=(), mic_products=()))
+    paths = generate_market(root, MarketConfig(n_days=1, lobster_tickers=(), mic_products=(), order_feed_products=()))
     frames = {}
     for path in paths:
         exchange, rest = path.name.split("_book_snapshot_")

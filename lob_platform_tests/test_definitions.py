@@ -29,7 +29,7 @@ from lob_platform_tests.helpers import CRYPTO_FEED, VENUES_TOML, corrupt, cross_
 SNAPSHOT = Path(__file__).parent / "snapshots" / "definitions.txt"
 MONDAY = "2024-03-04"
 ONE_DAY = MarketConfig(start_date=MONDAY, n_days=1, lobster_tickers=("ACME",), lobster_levels=5, lobster_events_per_day=3_000,
-                       mic_products=(), crypto_pairs=())
+                       mic_products=(), order_feed_products=(), crypto_pairs=())
 INGEST = ["lobster/raw_messages", "lobster/validated_messages", "lobster/rejected_messages", "lobster/validation_reports",
           "lobster/features"]
 
@@ -76,8 +76,10 @@ def test_graph_for_any_venue_set_is_built_in_process(data_dir):
     (data_dir / "venues.toml").write_text(VENUES_TOML)
     venues = [v for v in load_venues(data_dir) if v.name in ("lobster", "mycoin")]
     keys = {k.to_user_string() for k in build_definitions(venues).resolve_asset_graph().get_all_asset_keys()}
-    assert {"mycoin/raw_messages", "mycoin/features", "mycoin/bin_edges", "lobster/labels"} <= keys
-    assert not any(k.startswith(("mic/", "crypto/")) for k in keys) and "mycoin/labels" not in keys  # no book, no labels
+    # mycoin's messages carry order ids, so its book is rebuilt and it gets labels and models too
+    assert {"mycoin/raw_messages", "mycoin/features", "mycoin/bin_edges", "mycoin/labels", "mycoin/lightgbm/trained_models",
+            "lobster/labels"} <= keys
+    assert not any(k.startswith(("mic/", "crypto/")) for k in keys)
 
 
 @pytest.fixture
@@ -124,17 +126,18 @@ def test_corrupted_day_is_blocked_but_nothing_is_lost(synthetic_pair, data_dir, 
     result = ingest(instance, data_dir)
     assert not result.success
     failed = [c for c in result.get_asset_check_evaluations() if not c.passed]
-    assert [c.check_name for c in failed] == ["book_not_crossed"]
-    assert failed[0].metadata["rows_breaking_rule"].value == 1
-    assert failed[0].metadata["first_source_rows"].value == "[1234]"
+    # the changed orderbook row no longer follows its message either (and only that row breaks it)
+    assert [c.check_name for c in failed] == ["book_not_crossed", "book_follows_messages"]
+    assert [c.metadata["rows_breaking_rule"].value for c in failed] == [1, 1]
+    assert [c.metadata["first_source_rows"].value for c in failed] == ["[1234]", "[1234]"]
     assert not warehouse_path("features", MONDAY).exists()  # the blocking check stopped downstream
     rejected = pl.read_parquet(warehouse_path("rejected_messages", MONDAY))
-    assert rejected.select("rules", "source_row").rows() == [("book_not_crossed", 1234)]
+    assert rejected.select("rules", "source_row").rows() == [("book_not_crossed,book_follows_messages", 1234)]
     assert rejected["source_file"][0].endswith("ACME_2024-03-04_34200000_57600000_message_5.csv")
     raw = pl.read_parquet(warehouse_path("raw_messages", MONDAY))
     assert pl.read_parquet(warehouse_path("validated_messages", MONDAY)).height == raw.height - 1
     report = pl.read_parquet(warehouse_path("validation_reports", MONDAY)).row(0, named=True)
-    assert (report["passed"], report["failed_checks"], report["rejected_rows"]) == (False, "book_not_crossed", 1)
+    assert (report["passed"], report["failed_checks"], report["rejected_rows"]) == (False, "book_not_crossed,book_follows_messages", 1)
 
 
 def test_tolerance_lets_a_day_with_few_bad_rows_through(synthetic_pair, data_dir, instance):
@@ -234,5 +237,10 @@ def test_declared_venue_becomes_assets_and_runs_in_process(data_dir, instance):
         asset_selection=[dg.AssetKey(["mycoin", t]) for t in ("raw_messages", "validated_messages", "rejected_messages",
                                                                "validation_reports", "features")])
     assert result.success
-    assert pl.read_parquet(warehouse_path("validated_messages", "2020-06-01", "mycoin", "BTCUSD")).height == 4
-    assert pl.read_parquet(warehouse_path("features", "2020-06-01", "mycoin", "BTCUSD"))["level"].null_count() == 4
+    validated = pl.read_parquet(warehouse_path("validated_messages", "2020-06-01", "mycoin", "BTCUSD"))
+    # the book rebuilt from the order ids: created, changed to 0.2, the bid deleted
+    assert validated.select("bid_price_1", "bid_size_1", "ask_price_1", "ask_size_1").rows() == [
+        (9500.5, 0.5, None, 0.0), (9500.5, 0.5, 9501.0, 0.25), (9500.5, 0.5, 9501.0, 0.2), (None, 0.0, 9501.0, 0.2)]
+    assert validated["book_crossed"].to_list() == [False] * 4
+    features = pl.read_parquet(warehouse_path("features", "2020-06-01", "mycoin", "BTCUSD"))
+    assert features["mid"].to_list()[1:3] == [9500.75, 9500.75]

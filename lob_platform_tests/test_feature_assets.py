@@ -32,7 +32,7 @@ pytestmark = pytest.mark.slow
 
 MONDAY, TUESDAY = "2024-03-04", "2024-03-05"
 MARKET = MarketConfig(start_date=MONDAY, n_days=2, lobster_tickers=("ACME",), lobster_levels=5, lobster_events_per_day=3_000,
-                      mic_products=(), crypto_pairs=("BTC-USDT",), crypto_exchanges=("binance_perp", "binance_spot"),
+                      mic_products=(), order_feed_products=(), crypto_pairs=("BTC-USDT",), crypto_exchanges=("binance_perp", "binance_spot"),
                       crypto_hours_per_day=1.0)
 FEATURE_CHECKS = ["lobster/bin_edges:edges_monotonic", "lobster/bin_edges:no_empty_bin", "lobster/event_tokens:token_drift",
                   "lobster/features:finite_features", "lobster/features:label_balance", "lobster/token_sequences:split_shares"]

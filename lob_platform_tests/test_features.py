@@ -197,7 +197,7 @@ def test_non_finite_and_unexpected_null_checks_fail_on_bad_tables():
 
 # --------------------------------------------------------------------------- planted signal
 
-ONE_DAY = dict(n_days=1, mic_products=(), crypto_pairs=(), lobster_tickers=("ACME",), lobster_levels=5)
+ONE_DAY = dict(n_days=1, mic_products=(), order_feed_products=(), crypto_pairs=(), lobster_tickers=("ACME",), lobster_levels=5)
 
 
 def _synthetic_features(root, config: MarketConfig) -> pl.DataFrame:

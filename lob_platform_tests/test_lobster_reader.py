@@ -111,7 +111,8 @@ def test_unsorted_timestamps_fail_their_rule(amzn_csv_pair, data_dir):
     frame = load_messages("AMZN", "lobster", FULL_DAY)
     with pytest.raises(ValidationError, match="timestamps_sorted") as error:
         validate_messages(frame, "lobster")
-    assert [r.rule for r in error.value.report.failures()] == ["timestamps_sorted"]
+    # the swapped orderbook rows no longer follow their messages either
+    assert [r.rule for r in error.value.report.failures()] == ["timestamps_sorted", "book_follows_messages"]
     assert error.value.report.failures()[0].first_rows == [100, 5001]  # exactly the two moved rows
 
 

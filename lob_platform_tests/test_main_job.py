@@ -84,7 +84,7 @@ def test_main_job_names_unreadable_and_out_of_range_days(amzn_csv_pair, data_dir
 
 def test_a_malformed_field_is_reported_with_the_projects_message_not_the_parsers(data_dir, home, tmp_path, capsys):
     paths = generate_market(tmp_path / "generated", MarketConfig(n_days=1, lobster_tickers=("ACME",), lobster_levels=2,
-                                                                 lobster_events_per_day=500, mic_products=(), crypto_pairs=()))
+                                                                 lobster_events_per_day=500, mic_products=(), order_feed_products=(), crypto_pairs=()))
     pair = (next(p for p in paths if "_message_" in p.name), next(p for p in paths if "_orderbook_" in p.name))
 
     def letter_in_size(line):

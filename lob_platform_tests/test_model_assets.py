@@ -32,7 +32,7 @@ pytestmark = pytest.mark.slow
 
 MONDAY, TUESDAY = "2024-03-04", "2024-03-05"
 MARKET = MarketConfig(start_date=MONDAY, n_days=2, lobster_tickers=("ACME",), lobster_levels=5, lobster_events_per_day=4_000,
-                      mic_products=(), crypto_pairs=())
+                      mic_products=(), order_feed_products=(), crypto_pairs=())
 TABLE_METRICS = {"accuracy", "macro_f1", "mcc", "log_loss", "brier", "ece"}
 
 

@@ -27,7 +27,7 @@ pytestmark = pytest.mark.slow
 
 MONDAY, TUESDAY, WEDNESDAY = "2024-03-04", "2024-03-05", "2024-03-06"
 MARKET = MarketConfig(start_date=MONDAY, n_days=3, lobster_tickers=("ACME",), lobster_levels=5, lobster_events_per_day=2_000,
-                      mic_products=(), crypto_pairs=("BTC-USDT",), crypto_exchanges=("binance_perp", "binance_spot"),
+                      mic_products=(), order_feed_products=(), crypto_pairs=("BTC-USDT",), crypto_exchanges=("binance_perp", "binance_spot"),
                       crypto_hours_per_day=0.25)
 
 

@@ -87,7 +87,7 @@ def market(tmp_path_factory) -> dict:
     root = tmp_path_factory.mktemp("stream")
     data, warehouse = root / "data", root / "warehouse"
     generate_market(data, MarketConfig(n_days=2, lobster_tickers=INSTRUMENTS, lobster_levels=LEVELS,
-                                       lobster_events_per_day=6_000, mic_products=(), crypto_pairs=()))
+                                       lobster_events_per_day=6_000, mic_products=(), order_feed_products=(), crypto_pairs=()))
     days = {(d.instrument, d.date.isoformat()): d.read() for d in discover(data)}
     store_ = Warehouse(warehouse)
     specs = ModelSpecs.tiny()

@@ -24,12 +24,13 @@ SMALL = MarketConfig(
     lobster_levels=LEVELS,
     lobster_events_per_day=3_000,
     mic_events_per_day=2_000,
+    order_feed_events_per_day=2_000,
     crypto_pairs=("BTC-USDT", "WLD-USDT"),
     crypto_hours_per_day=0.25,
 )
-ONE_LOBSTER_DAY = dict(n_days=1, mic_products=(), crypto_pairs=(), lobster_tickers=("ACME",))
+ONE_LOBSTER_DAY = dict(n_days=1, mic_products=(), order_feed_products=(), crypto_pairs=(), lobster_tickers=("ACME",))
 ONE_CRYPTO_DAY = dict(
-    n_days=1, lobster_tickers=(), mic_products=(), crypto_pairs=("BTC-USDT",),
+    n_days=1, lobster_tickers=(), mic_products=(), order_feed_products=(), crypto_pairs=("BTC-USDT",),
     crypto_exchanges=("binance_perp", "binance_spot"), crypto_hours_per_day=2.0,
 )
 EMPTY_ASK, EMPTY_BID = 9_999_999_999, -9_999_999_999
@@ -87,7 +88,8 @@ def test_different_seed_changes_every_file(small_market, tmp_path):
     root, paths = small_market
     other = generate_market(tmp_path, dataclasses.replace(SMALL, seed=SMALL.seed + 1))
     assert [p.relative_to(tmp_path) for p in other] == [p.relative_to(root) for p in paths]
-    assert all(a.read_bytes() != b.read_bytes() for a, b in zip(paths, other))
+    data = [(a, b) for a, b in zip(paths, other) if a.name != "venues.toml"]  # configuration, not data
+    assert all(a.read_bytes() != b.read_bytes() for a, b in data)
 
 
 def test_weekends_have_crypto_but_no_lobster_or_mic(small_market):
@@ -356,13 +358,14 @@ def test_every_generated_day_passes_the_platforms_validation(tmp_path):
     from lob_platform.sources.registry import load_venues
     from lob_platform.validation.report import check_rules
 
-    config = MarketConfig(n_days=2, lobster_events_per_day=3_000, mic_events_per_day=2_000, crypto_hours_per_day=0.5,
-                          crypto_pairs=("BTC-USDT", "WLD-USDT"))
+    config = MarketConfig(n_days=2, lobster_events_per_day=3_000, mic_events_per_day=2_000, order_feed_events_per_day=2_000,
+                          crypto_hours_per_day=0.5, crypto_pairs=("BTC-USDT", "WLD-USDT"))
     generate_market(tmp_path, config)
     venues = {venue.name: venue for venue in load_venues(tmp_path)}
     days = Catalogue.scan(list(venues.values())).days
-    assert {d.venue for d in days} == {"lobster", "mic", "crypto"}
+    assert {d.venue for d in days} == {"lobster", "mic", "crypto", "crypto_orders"}
     for day in days:
         venue = venues[day.venue]
-        report = check_rules(day.read(), venue.kind, venue.tick_for(day.instrument))
+        table, _ = venue.with_book(day.read())  # MIC and the order feed: the book rebuilt from their orders
+        report = check_rules(table, venue.kind, venue.tick_for(day.instrument))
         assert report.passed, report.describe(day.source)

@@ -25,7 +25,7 @@ from lob_platform.training.fit import build_module, config_hash, input_columns, 
 from lob_platform.training.metrics import compare, expected_calibration_error, hard_metrics, probabilistic_metrics
 
 DAYS = ("2024-03-04", "2024-03-05", "2024-03-06", "2024-03-07")
-MARKET = dict(n_days=4, lobster_tickers=("ACME",), lobster_levels=5, lobster_events_per_day=8_000, mic_products=(),
+MARKET = dict(n_days=4, lobster_tickers=("ACME",), lobster_levels=5, lobster_events_per_day=8_000, mic_products=(), order_feed_products=(),
               crypto_pairs=())
 HONEST_LABELS = ("next_mid_up", "move_50ev")
 

@@ -92,7 +92,7 @@ def test_mic_order_log(data_dir):
         schema_overrides={"event_code": pl.Int8},
     ).write_parquet(data_dir / "mic" / "2024-03-04__RTSX_FUT__RIH4.parquet")
     frame = load_messages("RIH4", "mic", ["240304.100000", "240304.184500"])
-    assert frame["event_type"].to_list() == ["submit", "execute_visible", "delete"]
+    assert frame["event_type"].to_list() == ["submit", "execute_visible", "cancel"]  # MOEX 0 cancels vol: part or all
     assert frame["side"].to_list() == ["bid"] * 3
     validate_messages(frame, "mic")
     off_tick = frame.with_columns(price=pl.lit(110_005.0))

@@ -16,6 +16,8 @@ side              Enum       ``bid`` (buy-side resting order) or ``ask`` (sell s
 ask_price_{i}...  Float64    book after the event, level i = 1..L, where the venue has one:
                              ask_price_i, ask_size_i, bid_price_i, bid_size_i; an empty level
                              has a null price and size 0
+book_crossed      Boolean    validated tables of venues whose book is rebuilt from their
+                             messages only: the rebuilt book is crossed on this row
 source_row        UInt32     line (CSV, 1-based) or row (parquet, 1-based) in the source file
 ================  =========  ==============================================================
 
@@ -54,6 +56,14 @@ MESSAGE_COLUMNS: dict[str, pl.DataType] = {
 }
 SNAPSHOT_COLUMNS: dict[str, pl.DataType] = {"ts_ns": pl.Int64(), "local_ts_ns": pl.Int64()}
 SOURCE_ROW = "source_row"
+
+SHIPPED_BOOK = "shipped"
+"""A venue whose files carry the book after each event (LOBSTER, crypto depth snapshots)."""
+REBUILT_BOOK = "rebuilt"
+"""A venue whose book is rebuilt from its order-by-order messages (MIC, declared order-id feeds)."""
+BOOK_CROSSED = "book_crossed"
+"""Boolean column of a rebuilt book, before ``source_row``: best bid at or above best ask on this
+row (feed latency), flagged and kept as it is."""
 
 _BOOK_COLUMN = re.compile(r"^(ask|bid)_(price|size)_(\d+)$")
 

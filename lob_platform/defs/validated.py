@@ -2,7 +2,10 @@
 and a one-row validation report. Each validation rule is a blocking asset check reporting how
 many rows of the raw partition broke it; the pandera schemas, built from the same rule
 expressions, check the stored validated table (columns, dtypes, every rule) and the rejected
-table.
+table. A venue whose book is rebuilt from its order ids (MIC, declared order-by-order feeds)
+gets the book after every event added to its validated (and rejected) rows before the rules run;
+its metadata counts the events naming unknown or reused orders and the rows where the rebuilt book
+is crossed (flagged in ``book_crossed``).
 
 With the default ``max_rejected_fraction`` of 0, any broken rule fails its check, which stops
 the partition's downstream assets; the valid rows and the rejected rows (rule, source file and
@@ -44,7 +47,7 @@ class ValidationConfig(dg.Config):
 
 
 def rule_names(venue: Venue) -> list[str]:
-    return [rule.name for rule in rules_of(venue.kind, venue.has_book)]
+    return [rule.name for rule in rules_of(venue.kind, venue.book)]
 
 
 def rule_check(
@@ -100,14 +103,15 @@ def build_validated_assets(venue: Venue, training: TrainingWindowSpec) -> dg.Ass
         day = find_day(venue, context)
         source = day.source if day else "(no longer in the data folder)"
         tick = venue.tick_for(instrument)
-        valid, rejected, report = split_valid_rejected(raw, kind, tick, source)
+        table, rebuilt = venue.with_book(raw)
+        valid, rejected, report = split_valid_rejected(table, kind, tick, source)
         by_rule = {r.rule: r for r in report.results}
-        levels = book_levels(raw.columns)
+        levels = book_levels(table.columns)
         results = [
             *(rule_check(by_rule.get(name), name, raw.height, config.max_rejected_fraction, valid_key, source,
                          rejected_key.to_user_string()) for name in rule_names(venue)),
-            pandera_check(valid, table_schema(kind, levels, tick), valid_key),
-            pandera_check(rejected, rejected_schema(kind, levels), rejected_key),
+            pandera_check(valid, table_schema(kind, levels, tick, rebuilt=venue.rebuilds_book), valid_key),
+            pandera_check(rejected, rejected_schema(kind, levels, rebuilt=venue.rebuilds_book), rejected_key),
         ]
         failed = [r.check_name for r in results if not r.passed]
         if failed:
@@ -115,7 +119,8 @@ def build_validated_assets(venue: Venue, training: TrainingWindowSpec) -> dg.Ass
                             f"the delivery of {source} failed validation ({', '.join(failed)})")
         yield dg.Output(valid, "valid", metadata={
             "rows": valid.height, "rejected_rows": rejected.height, "source_file": dg.MetadataValue.path(source),
-            "checks_passed": not failed, **{f"rejected_by_{r.rule}": r.violations for r in report.results}, **time_span(valid)})
+            "checks_passed": not failed, **{f"rejected_by_{r.rule}": r.violations for r in report.results}, **time_span(valid),
+            **(rebuilt.summary() if rebuilt else {})})
         yield dg.Output(rejected, "rejected", metadata={"rows": rejected.height})
         yield dg.Output(report_row(source, raw.height, valid.height, report, config.max_rejected_fraction, failed), "report",
                         metadata={"passed": not failed, "failed_checks": ", ".join(failed)})

@@ -18,7 +18,7 @@ from lob_platform.sources.catalog import DayFile
 from lob_platform.sources.timezones import iso_date
 from lob_platform.sources.venues import CRYPTO_EXCHANGES
 from lob_platform.sources.csv_input import header_columns, read_bytes, read_typed_csv
-from lob_platform.core.columns import SOURCE_ROW, book_columns
+from lob_platform.core.columns import SHIPPED_BOOK, SOURCE_ROW, book_columns
 
 SNAPSHOT_FILE = re.compile(
     r"^(?P<exchange>.+?)_book_snapshot_(?P<levels>\d+)_(?P<date>\d{4}-\d{2}-\d{2})_(?P<symbol>[A-Za-z0-9]+)\.csv(\.gz)?$"
@@ -79,7 +79,7 @@ class SnapshotFormat:
 
     timezone = "UTC"
     weekdays_only = False
-    has_book = True
+    book = SHIPPED_BOOK
     exchanges = CRYPTO_EXCHANGES
 
     def tick_for(self, instrument: str) -> float | None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import gzip
 import io
+import re
 import zlib
 from pathlib import Path
 
@@ -83,7 +84,10 @@ def _describe_bad_lines(
         )
     problems: list[str] = []
     first = 2 if has_header else 1
+    readable = _readable_line(len(header), positions, schema, nullable)
     for number, line in enumerate(lines[first - 1 :], start=first):
+        if readable.fullmatch(line):
+            continue
         problem = _line_problem(line, len(header), positions, schema, nullable)
         if problem:
             problems.append(f"line {number}: {problem}")
@@ -98,6 +102,20 @@ def _describe_bad_lines(
     )
 
 
+# What polars' CSV parser reads as a number: ASCII digits with an optional sign, leading blanks
+# allowed, trailing ones not; floats also take a decimal point, an exponent, nan and inf(inity),
+# in any case. Python's int() and float() accept more (``1_000``, non-ASCII digits, trailing
+# blanks), so they cannot judge a field.
+_BLANK = r"[ \t]*"
+_INTEGER = r"[ \t]*[+-]?[0-9]+"
+_SHORT_INTEGER = r"[ \t]*[+-]?[0-9]{1,18}"  # within the 64-bit range whatever its digits
+_FLOAT = r"[ \t]*[+-]?(?:nan|inf|infinity|(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:e[+-]?[0-9]+)?)"
+_ANY_FIELD = r'[^,"]*'
+_TEXT_FIELD = r'[^,"]*[^ \t,"][^,"]*'  # not blank
+_FLAGS = re.IGNORECASE | re.ASCII  # ASCII: no dotless i in "ınf"
+_INT64 = (-(2**63), 2**63 - 1)
+
+
 def _line_problem(line: str, n_fields: int, positions: dict[str, int], schema, nullable) -> str | None:
     if not line.strip():
         return "the line is empty"
@@ -106,20 +124,43 @@ def _line_problem(line: str, n_fields: int, positions: dict[str, int], schema, n
         hint = "the file looks truncated" if len(fields) < n_fields else "stray delimiter"
         return f"{len(fields)} fields where {n_fields} are expected ({hint})"
     for name, position in positions.items():
-        value = fields[position].strip()
+        value = fields[position]
         dtype = schema[name]
-        if value == "" and name in nullable:
+        if re.fullmatch(_BLANK, value) and name in nullable:
             continue
-        if value == "":
+        if re.fullmatch(_BLANK, value):
             return f"column {name!r} is empty"
-        if dtype.is_numeric() and not _parses(value, dtype):
-            return f"column {name!r} = {value!r} is not a {'whole ' if dtype.is_integer() else ''}number"
+        if dtype.is_numeric():
+            problem = _number_problem(value, dtype)
+            if problem:
+                return f"column {name!r} = {value!r} {problem}"
     return None
 
 
-def _parses(value: str, dtype: pl.DataType) -> bool:
-    try:
-        int(value) if dtype.is_integer() else float(value)
-    except ValueError:
-        return False
-    return True
+def _number_problem(value: str, dtype: pl.DataType) -> str | None:
+    """Why the CSV parser refuses ``value`` as a ``dtype`` number, or None if it reads it."""
+    if not dtype.is_integer():
+        return None if re.fullmatch(_FLOAT, value, _FLAGS) else "is not a number (plain digits, '.', exponent, nan or inf)"
+    if not re.fullmatch(_INTEGER, value, _FLAGS):
+        return "is not a whole number (plain digits with an optional sign)"
+    if dtype == pl.Int64 and not _INT64[0] <= int(value) <= _INT64[1]:
+        return "is beyond the 64-bit integer range"
+    return None
+
+
+def _readable_line(n_fields: int, positions: dict[str, int], schema, nullable) -> re.Pattern:
+    """A pattern that only lines ``_line_problem`` accepts match: a quick first pass over a large
+    file. It is stricter (quoted fields and 19-digit integers do not match): the lines it leaves
+    get the exact check."""
+    name_at = {position: name for name, position in positions.items()}
+
+    def field(position: int) -> str:
+        name = name_at.get(position)
+        if name is None:
+            return _ANY_FIELD
+        dtype = schema[name]
+        value = _SHORT_INTEGER if dtype.is_integer() else _FLOAT if dtype.is_float() else _TEXT_FIELD
+        return f"(?:{value}|{_BLANK})" if name in nullable else f"(?:{value})"
+
+    not_blank = r"(?=.*\S)"
+    return re.compile(not_blank + ",".join(field(position) for position in range(n_fields)), _FLAGS)

@@ -7,7 +7,11 @@ LOBSTER rules applied here (from LOBSTER's ReadMe, 01 Sept 2013):
 - event type 7 (trading halt) rows carry a status in their price field: -1 halt, 0 quoting
   resumes, 1 trading resumes; they become ``halt`` / ``quoting_resumed`` / ``trading_resumed``
   with price and size 0. No row is dropped: the output has exactly the file's rows;
-- empty book levels (price +-9999999999, size 0) become a null price with size 0.
+- empty book levels (price +-9999999999, size 0) become a null price with size 0;
+- a file's rows belong to the time window in its name (StartTime_EndTime, ms after midnight),
+  and the orderbook has the number of levels its name says; a row outside the window (a
+  corrupted time, nan, inf) or a book of another depth is a MalformedFileError, never filtered.
+  The converted parquet layout has no window in its name: its rows must lie in its own day.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import re
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
-from datetime import date as Date
+from datetime import date as Date, timedelta
 from functools import lru_cache
 from pathlib import Path
 
@@ -27,13 +31,15 @@ from lob_platform.errors import MalformedFileError
 from lob_platform.sources.catalog import DayFile
 from lob_platform.sources.csv_input import read_typed_csv
 from lob_platform.sources.tabular import read_exchange_file
-from lob_platform.core.columns import EventType, Side, book_columns
+from lob_platform.core.columns import SHIPPED_BOOK, EventType, Side, book_columns
 from lob_platform.sources.timezones import iso_date, local_midnight_utc_ns
 from lob_platform.sources.venues import LOBSTER_EVENT_CODES, LOBSTER_PARQUET, LOBSTER_TICK, LOBSTER_TIMEZONE
 
 log = logging.getLogger(__name__)
 EMPTY_LEVEL_PRICE = 9_999_999_999
 PRICE_SCALE = 1e-4
+DAY_MS = 86_400_000
+_MAX_REPORTED = 5
 
 _HALT_STATUS = {-1: "halt", 0: "quoting_resumed", 1: "trading_resumed"}
 _MESSAGE_SCHEMA = {
@@ -61,6 +67,7 @@ class LobsterFilePair:
     orderbook: str
     archive: Path | None = None
     problem: str | None = None  # why the day cannot be read (e.g. a file of the pair is missing)
+    window_ms: tuple[int, int] = (0, DAY_MS)  # StartTime, EndTime of the name: ms after midnight
 
     @property
     def source(self) -> str:
@@ -120,17 +127,22 @@ def _pair_up(names: list[str], archive: Path | None) -> list[LobsterFilePair]:
             key = (fields["product"], fields["date"], fields["start"], fields["end"], int(fields["levels"]))
             found.setdefault(key, {})[fields["kind"]] = name
     pairs = []
-    for (product, day, _, _, levels), kinds in sorted(found.items()):
+    for (product, day, start, end, levels), kinds in sorted(found.items()):
+        present = next(iter(kinds.values()))
         problem = None
         if "message" not in kinds or "orderbook" not in kinds:
-            present = next(iter(kinds.values()))
             absent = "orderbook" if "message" in kinds else "message"
             problem = (
                 f"{archive or present}: LOBSTER {absent} file for {product} {day} ({levels} levels) is missing "
                 f"beside {Path(present).name}; LOBSTER days come as a message + orderbook pair: add the missing file."
             )
+        elif not int(start) <= int(end) <= DAY_MS:
+            problem = (
+                f"{archive or present}: the time window {start}_{end} in the name of {Path(present).name} is not "
+                "StartTime <= EndTime within one day (ms after midnight, e.g. 34200000_57600000): rename the pair."
+            )
         pairs.append(LobsterFilePair(product, Date.fromisoformat(day), levels, kinds.get("message", ""),
-                                     kinds.get("orderbook", ""), archive, problem))
+                                     kinds.get("orderbook", ""), archive, problem, (int(start), int(end))))
     return pairs
 
 
@@ -147,6 +159,7 @@ def read_lobster_pair(pair: LobsterFilePair) -> pl.DataFrame:
             pair.read_member(pair.message), pair.describe(pair.message), _MESSAGE_SCHEMA, has_header=False
         )
         book = pending_book.result()
+    _require_window(messages, pair)
     if book.height != messages.height:
         raise MalformedFileError(
             f"{pair.describe(pair.orderbook)} has {book.height} rows but "
@@ -159,8 +172,33 @@ def read_lobster_pair(pair: LobsterFilePair) -> pl.DataFrame:
 
 def _read_orderbook(pair: LobsterFilePair) -> pl.DataFrame:
     data, origin = pair.read_member(pair.orderbook), pair.describe(pair.orderbook)
-    names = book_columns(_count_fields(data, origin) // 4)
-    return read_typed_csv(data, origin, {name: pl.Int64() for name in names}, has_header=False)
+    levels = _count_fields(data, origin) // 4
+    if levels != pair.levels:
+        raise MalformedFileError(
+            f"{origin}: line 1 has {4 * levels} fields ({levels} levels) but the file name says {pair.levels} "
+            f"levels (..._orderbook_{pair.levels}.csv). Re-export the pair, or rename both files to the real depth."
+        )
+    return read_typed_csv(data, origin, {name: pl.Int64() for name in book_columns(levels)}, has_header=False)
+
+
+def _require_window(messages: pl.DataFrame, pair: LobsterFilePair) -> None:
+    """Every message time lies in the window of the file name (nan and inf do not)."""
+    start_s, end_s = (ms / 1000 for ms in pair.window_ms)
+    outside = ~pl.col("time_s").is_between(start_s, end_s)
+    if not messages.select(outside.any()).item():
+        return
+    bad = messages.with_row_index("line", 1).filter(outside).select("line", "time_s")
+    shown = ", ".join(f"line {line} has time {time_s}" for line, time_s in bad.head(_MAX_REPORTED).iter_rows())
+    raise MalformedFileError(
+        f"{pair.describe(pair.message)}: {bad.height} row(s) lie outside the file's time window "
+        f"{start_s:g}-{end_s:g} s after midnight ({_clock(start_s)}-{_clock(end_s)}, from its name): {shown}. "
+        "A LOBSTER file holds only its window's events: repair the time field or re-export the pair "
+        "(nothing from it was loaded)."
+    )
+
+
+def _clock(seconds: float) -> str:
+    return f"{int(seconds) // 3600:02d}:{int(seconds) % 3600 // 60:02d}:{int(seconds) % 60:02d}"
 
 
 def _unify_messages(messages: pl.DataFrame, midnight_ns: int) -> pl.DataFrame:
@@ -219,7 +257,7 @@ class LobsterFormat:
 
     timezone = LOBSTER_TIMEZONE
     weekdays_only = True
-    has_book = True
+    book = SHIPPED_BOOK
 
     def tick_for(self, instrument: str) -> float:
         return LOBSTER_TICK
@@ -245,11 +283,27 @@ class LobsterFormat:
     def read(self, day: DayFile) -> pl.DataFrame:
         if isinstance(day.handle, LobsterFilePair):
             return read_lobster_pair(day.handle)
-        return read_exchange_file(day.handle, LOBSTER_PARQUET)
+        return _require_own_day(read_exchange_file(day.handle, LOBSTER_PARQUET), day.date, day.handle)
 
     def expected_file(self, folder: Path, instrument: str, day: Date) -> str:
         return (f"{folder}/{instrument}_{day}_*_message_N.csv + orderbook, a zip of them, "
                 f"or {folder}/{instrument}_{day}_messages.parquet")
+
+
+def _require_own_day(frame: pl.DataFrame, day: Date, path: Path) -> pl.DataFrame:
+    """The converted layout names a day, not a window: every row lies in that New York day."""
+    start, end = (local_midnight_utc_ns(d, LOBSTER_TIMEZONE) for d in (day, day + timedelta(days=1)))
+    outside = ~pl.col("ts_ns").is_between(start, end, closed="left")
+    if not frame.select(outside.any()).item():
+        return frame
+    bad = frame.filter(outside)
+    times = bad.head(_MAX_REPORTED).select("source_row", pl.from_epoch("ts_ns", "ns").dt.to_string("%Y-%m-%dT%H:%M:%S%.f"))
+    shown = ", ".join(f"row {row} has time {time} UTC" for row, time in times.iter_rows())
+    raise MalformedFileError(
+        f"{path}: {bad.height} row(s) lie outside the file's own day {day} ({LOBSTER_TIMEZONE}, from its name): "
+        f"{shown}. A day's file holds only that day's events: repair the time field or move the rows to their "
+        "own day's file (nothing from it was loaded)."
+    )
 
 
 def _one_form(days: list[DayFile]) -> DayFile:

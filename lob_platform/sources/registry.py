@@ -23,6 +23,8 @@ from typing import Protocol
 
 import polars as pl
 
+from lob_platform.core.columns import REBUILT_BOOK
+from lob_platform.features.order_book import RebuiltBook, with_rebuilt_book
 from lob_platform.core.settings import data_root
 from lob_platform.core.tables import MESSAGES, SNAPSHOTS, TableKind
 from lob_platform.errors import ConfigError
@@ -41,7 +43,7 @@ class VenueFormat(Protocol):
 
     timezone: str
     weekdays_only: bool
-    has_book: bool
+    book: str | None  # SHIPPED_BOOK, REBUILT_BOOK or None
 
     def tick_for(self, instrument: str) -> float | None: ...
     def discover(self, venue: str, folder: Path) -> list[DayFile]: ...
@@ -60,8 +62,24 @@ class Venue:
     format: VenueFormat
 
     @property
+    def book(self) -> str | None:
+        """Where the venue's book comes from: its files (SHIPPED_BOOK), its order-by-order
+        messages (REBUILT_BOOK, ``book_levels`` levels), or nowhere (None)."""
+        return self.format.book
+
+    @property
     def has_book(self) -> bool:
-        return self.format.has_book
+        return self.format.book is not None
+
+    @property
+    def rebuilds_book(self) -> bool:
+        return self.format.book == REBUILT_BOOK
+
+    def with_book(self, messages: pl.DataFrame) -> tuple[pl.DataFrame, RebuiltBook | None]:
+        """The messages with their rebuilt book where the venue rebuilds one (else as they are)."""
+        if not self.rebuilds_book:
+            return messages, None
+        return with_rebuilt_book(messages, self.format.book_levels)
 
     @property
     def timezone(self) -> str:

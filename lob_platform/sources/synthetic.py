@@ -27,6 +27,14 @@ MIC, ``mic/{date}__RTSX_FUT__{PRODUCT}.parquet``: tst (Int64 ns UTC, 07:00-15:45
   (Int8: 1 add, 0 cancel/delete incl. partial cancels, 2 trade), vol (Int64), prc (Float64, tick
   10.0), is_buy (Boolean, resting order is a bid), order_id (Int64). The opening book is logged as
   adds at exactly 07:00:00 UTC, so replaying the log from an empty book rebuilds every state.
+An order-by-order crypto feed, venue ``crypto_orders`` declared in ``venues.toml`` (the generator
+  adds its table there, leaving any other table alone), ``crypto_orders/{PRODUCT}_{YYYYMMDD}.csv.gz``
+  in the layout of a live-orders capture: microtimestamp (us UTC, 24 h a day), event (created,
+  changed, deleted), id, amount (coins, 4 decimals), price (tick 1.0), side (bid/ask of the resting
+  order). No trades and no book: a fill shows as ``changed`` to the amount left, or as ``deleted``
+  with amount 0 when nothing is left; a partial cancel as ``changed``; a cancel as ``deleted`` with
+  the amount cancelled. The opening book is a burst of ``created`` at midnight, as real feeds
+  deliver their snapshot.
 Crypto, ``crypto/{exchange}_book_snapshot_5_{date}_{SYMBOL}.csv.gz``: tardis ``book_snapshot_5``
   layout (exchange, symbol, timestamp, local_timestamp, then per level i=0..4 asks[i].price,
   asks[i].amount, bids[i].price, bids[i].amount); timestamps in microseconds UTC, strictly
@@ -89,10 +97,11 @@ from typing import Callable
 import numpy as np
 import polars as pl
 
+from lob_platform.core.columns import book_columns
 from lob_platform.errors import ConfigError
 from lob_platform.sources.crypto import CRYPTO_TICKS
 from lob_platform.sources.lobster import PRICE_SCALE as LOBSTER_PRICE_SCALE
-from lob_platform.sources.registry import built_in_venues
+from lob_platform.sources.registry import VENUES_FILE, built_in_venues
 from lob_platform.sources.venues import LOBSTER_TICK, MIC
 
 OFI_WINDOW = 50
@@ -104,6 +113,33 @@ LOBSTER_UNITS_PER_TICK = round(LOBSTER_TICK / LOBSTER_PRICE_SCALE)  # LOBSTER pr
 MIC_BASE_PRICE = 110_000.0
 MIC_SESSION_UTC_S = (7 * 3600, 15 * 3600 + 45 * 60)
 MIC_SIMULATED_LEVELS = 10  # depth the MIC simulator keeps per side (the log has no book columns)
+ORDER_FEED = "crypto_orders"  # the declared order-by-order venue's name
+ORDER_FEED_TICK = 1.0
+ORDER_FEED_LOT = 0.0001  # coins per simulated size unit
+ORDER_FEED_BASE_PRICE = 65_000.0
+ORDER_FEED_LEVELS = 10
+ORDER_FEED_DECLARATION = f"""
+[{ORDER_FEED}]  # the synthetic market's order-by-order crypto feed (lob_platform.sources.synthetic)
+filename_template = "{{product}}_{{date}}.csv.gz"
+date_format = "%Y%m%d"
+time_unit = "us"
+trading_days = "all"
+tick_size = {ORDER_FEED_TICK}
+book_levels = {ORDER_FEED_LEVELS}
+
+[{ORDER_FEED}.column_mapping]
+timestamp = "microtimestamp"
+event_type = "event"
+volume = "amount"
+price = "price"
+side = "side"
+order_id = "id"
+
+[{ORDER_FEED}.event_code_map]
+created = "submit"
+changed = "modify"
+deleted = "delete"
+"""
 CRYPTO_LEVELS = 5
 LEADER_VENUE = "binance_perp"
 
@@ -146,6 +182,8 @@ class MarketConfig:
     lobster_events_per_day: int = 20_000
     mic_products: tuple[str, ...] = ("RIH4",)
     mic_events_per_day: int = 10_000
+    order_feed_products: tuple[str, ...] = ("BTCUSD",)
+    order_feed_events_per_day: int = 10_000
     crypto_exchanges: tuple[str, ...] = ("binance_spot", "binance_perp", "bybit_spot")
     crypto_pairs: tuple[str, ...] = ("BTC-USDT", "ETH-USDT", "SOL-USDT", "WLD-USDT")
     crypto_snapshot_interval_s: float = 2.0
@@ -162,7 +200,8 @@ class MarketConfig:
             (self.seed >= 0, "seed must be >= 0"),
             (self.n_days >= 1, "n_days must be >= 1"),
             (self.lobster_levels >= 1, "lobster_levels must be >= 1"),
-            (self.lobster_events_per_day >= 1 and self.mic_events_per_day >= 1, "events_per_day must be >= 1"),
+            (min(self.lobster_events_per_day, self.mic_events_per_day, self.order_feed_events_per_day) >= 1,
+             "events_per_day must be >= 1"),
             (self.crypto_snapshot_interval_s > 0, "crypto_snapshot_interval_s must be > 0"),
             (0 < self.crypto_hours_per_day <= 24, "crypto_hours_per_day must be in (0, 24]"),
             (0 <= self.ofi_signal_strength <= 1, "ofi_signal_strength must be in [0, 1]"),
@@ -200,6 +239,10 @@ def generate_market(data_dir: str | Path, config: MarketConfig = MarketConfig())
                 written.append(_write_mic_day(root, product, day, config))
         for pair in config.crypto_pairs:
             written += _write_crypto_day(root, pair, day, config)
+        for product in config.order_feed_products:
+            written.append(_write_order_feed_day(root, product, day, config))
+    if config.order_feed_products:
+        written.append(_declare_order_feed(root))
     return sorted(written)
 
 
@@ -661,14 +704,37 @@ def _lobster_book_frame(flow: _OrderFlow, levels: int) -> pl.DataFrame:
 # --------------------------------------------------------------------------- MIC
 
 
-def _write_mic_day(root: Path, product: str, day: date, config: MarketConfig) -> Path:
-    """Simulate one futures session and write its order log (opening book first, as adds at the open)."""
+def _simulate_mic_day(product: str, day: date, config: MarketConfig, track_views: bool) -> tuple[_OrderFlow, np.ndarray]:
+    """One futures session: the simulator's flow and its action times (ns after the open)."""
     rng = _rng(config.seed, "mic", product, day.isoformat())
     open_bid_tick = int(round(MIC_BASE_PRICE * math.exp(rng.normal(0.0, 0.01)) / MIC_TICK))
     times_ns = _session_times(rng, MIC_SESSION_UTC_S, config.mic_events_per_day, config)
     spec = _FlowSpec(levels=MIC_SIMULATED_LEVELS, hidden_weight=0.0, sample_size=_futures_size)
-    flow = _simulate_day(rng, spec, open_bid_tick, times_ns, config, track_views=False)
+    return _simulate_day(rng, spec, open_bid_tick, times_ns, config, track_views), times_ns
 
+
+def mic_simulated_book(product: str, day: date, config: MarketConfig = MarketConfig()) -> pl.DataFrame:
+    """The simulator's own book after each message of the MIC log that ``generate_market`` writes
+    for ``product`` on ``day`` (opening adds left out): what a book rebuilt from the log must be."""
+    flow, _ = _simulate_mic_day(product, day, config, track_views=True)
+    return _simulated_book(flow, MIC_SIMULATED_LEVELS, MIC_TICK, 1.0)
+
+
+def _simulated_book(flow: _OrderFlow, levels: int, tick: float, size_unit: float) -> pl.DataFrame:
+    """The simulator's views after each message in unified book columns (prices in currency
+    units, sizes in ``size_unit``, empty levels null with size 0)."""
+    columns = {}
+    for level in range(levels):
+        for side, view in (("ask", flow.ask_view), ("bid", flow.bid_view)):
+            prices, sizes = view[:, 2 * level], view[:, 2 * level + 1]
+            columns[f"{side}_price_{level + 1}"] = pl.Series(np.where(prices == _NO_LEVEL, np.nan, prices * tick)).fill_nan(None)
+            columns[f"{side}_size_{level + 1}"] = pl.Series(sizes * size_unit)
+    return pl.DataFrame(columns).select(book_columns(levels))
+
+
+def _write_mic_day(root: Path, product: str, day: date, config: MarketConfig) -> Path:
+    """Simulate one futures session and write its order log (opening book first, as adds at the open)."""
+    flow, times_ns = _simulate_mic_day(product, day, config, track_views=False)
     open_ns = (_utc_midnight_s(day) + MIC_SESSION_UTC_S[0]) * 10**9
     opening = np.array(flow.opening, dtype=np.int64).reshape(-1, 4)
     event_code = np.select([flow.kind == 1, flow.kind == 4], [1, 2], default=0)
@@ -685,6 +751,72 @@ def _write_mic_day(root: Path, product: str, day: date, config: MarketConfig) ->
     )
     path = _venue_folder(root, "mic") / MIC.filename_template.format(product=product, date=day.strftime(MIC.date_format))
     return _atomic_write(path, lambda temp: frame.write_parquet(temp))
+
+
+# --------------------------------------------------------------------------- order-by-order crypto feed
+
+
+def _simulate_order_feed_day(product: str, day: date, config: MarketConfig, track_views: bool) -> tuple[_OrderFlow, np.ndarray]:
+    rng = _rng(config.seed, ORDER_FEED, product, day.isoformat())
+    open_bid_tick = int(round(ORDER_FEED_BASE_PRICE * math.exp(rng.normal(0.0, 0.01)) / ORDER_FEED_TICK))
+    times_ns = _session_times(rng, (0, 86_400), config.order_feed_events_per_day, config)
+    spec = _FlowSpec(levels=ORDER_FEED_LEVELS, hidden_weight=0.0, sample_size=_coin_lots)
+    return _simulate_day(rng, spec, open_bid_tick, times_ns, config, track_views), times_ns
+
+
+def order_feed_simulated_book(product: str, day: date, config: MarketConfig = MarketConfig()) -> pl.DataFrame:
+    """The simulator's own book after each event of the order feed that ``generate_market``
+    writes for ``product`` on ``day`` (the opening burst left out)."""
+    flow, _ = _simulate_order_feed_day(product, day, config, track_views=True)
+    return _simulated_book(flow, ORDER_FEED_LEVELS, ORDER_FEED_TICK, ORDER_FEED_LOT)
+
+
+def _coin_lots(rnd: random.Random) -> int:
+    """Order amounts in lots of ORDER_FEED_LOT coins: mostly small, now and then large."""
+    return 1 + int(-math.log(1.0 - rnd.random()) * 500)
+
+
+def _write_order_feed_day(root: Path, product: str, day: date, config: MarketConfig) -> Path:
+    """Simulate one day and write it as created / changed / deleted events (module docstring)."""
+    flow, times_ns = _simulate_order_feed_day(product, day, config, track_views=False)
+    left = {order_id: size for order_id, _, _, size in flow.opening}
+    events, amounts = [], []
+    for kind, order_id, size in zip(flow.kind.tolist(), flow.order_id.tolist(), flow.size.tolist()):
+        if kind == 1:
+            left[order_id] = size
+            events.append("created")
+        elif kind == 3:
+            del left[order_id]
+            events.append("deleted")
+        else:  # a partial cancel or a fill: what is left, or a delete with 0 when nothing is
+            left[order_id] -= size
+            size = left[order_id]
+            events.append("changed" if size else "deleted")
+            if not size:
+                del left[order_id]
+        amounts.append(size)
+    opening = np.array(flow.opening, dtype=np.int64).reshape(-1, 4)
+    midnight_us = _utc_midnight_s(day) * 10**6
+    frame = pl.DataFrame({
+        "microtimestamp": np.concatenate([np.full(len(opening), midnight_us), midnight_us + times_ns[flow.action] // 1000]),
+        "event": ["created"] * len(opening) + events,
+        "id": np.concatenate([opening[:, 0], flow.order_id]),
+        "amount": _decimal_text(np.concatenate([opening[:, 3], np.array(amounts, dtype=np.int64)]), 4),
+        "price": np.concatenate([opening[:, 2], flow.price_half_ticks // 2]) * ORDER_FEED_TICK,
+        "side": np.where(np.concatenate([opening[:, 1], flow.direction]) == 1, "bid", "ask"),
+    })
+    path = root / ORDER_FEED / f"{product}_{day.strftime('%Y%m%d')}.csv.gz"
+    payload = gzip.compress(frame.write_csv().encode(), mtime=0)
+    return _atomic_write(path, lambda temp: temp.write_bytes(payload))
+
+
+def _declare_order_feed(root: Path) -> Path:
+    """Add the order feed's table to ``venues.toml`` unless the file declares it already."""
+    path = root / VENUES_FILE
+    text = path.read_text() if path.exists() else ""
+    if f"[{ORDER_FEED}]" not in text:
+        _atomic_write(path, lambda temp: temp.write_text(text + ORDER_FEED_DECLARATION))
+    return path
 
 
 # --------------------------------------------------------------------------- crypto

@@ -12,7 +12,7 @@ import polars as pl
 
 from lob_platform.errors import ConfigError, MalformedFileError
 from lob_platform.sources.csv_input import header_columns, read_bytes, read_typed_csv
-from lob_platform.core.columns import EventType, Side
+from lob_platform.core.columns import REBUILT_BOOK, EventType, Side
 from lob_platform.sources.catalog import DayFile
 from lob_platform.sources.venues import DATE_DIRECTIVES, TIME_UNITS, ExchangeConfig
 
@@ -31,6 +31,7 @@ def read_exchange_file(path: Path, config: ExchangeConfig) -> pl.DataFrame:
         raw, first_row = _read_csv(path, mapping, config.time_unit), 2
     else:
         raise ConfigError(f"{path}: unsupported file type; ExchangeConfig reads .parquet, .csv and .csv.gz.")
+    _require_representable_times(raw, mapping["timestamp"], config.time_unit, path, first_row)
     return raw.select(
         ts_ns=_timestamp_ns(raw.schema[mapping["timestamp"]], mapping["timestamp"], config.time_unit, path),
         event_type=_translate(mapping["event_type"], config.event_code_map, EventType),
@@ -75,6 +76,22 @@ def _require_columns(path: Path, mapping: Mapping[str, str], available: list[str
         )
 
 
+def _require_representable_times(raw: pl.DataFrame, column: str, unit: str, path: Path, first_row: int) -> None:
+    """Float timestamps must be finite and fit epoch nanoseconds in 64 bits (nan, inf and 1e30 do not)."""
+    if not raw.schema[column].is_float():
+        return
+    unrepresentable = ~((pl.col(column) * TIME_UNITS[unit]).abs() < 2.0**63)
+    if not raw.select(unrepresentable.any()).item():
+        return
+    place = "line" if first_row > 1 else "row"  # CSV lines count the header; parquet rows do not
+    bad = raw.with_row_index("at", first_row).filter(unrepresentable).select("at", column)
+    shown = ", ".join(f"{place} {at} = {value}" for at, value in bad.head(5).iter_rows())
+    raise MalformedFileError(
+        f"{path}: timestamp column {column!r} holds {bad.height} value(s) that are no time in {unit!r}: {shown}. "
+        "Times must be finite and within 292 years of 1970; repair the file (nothing from it was loaded)."
+    )
+
+
 def _timestamp_ns(dtype: pl.DataType, column: str, unit: str, path: Path) -> pl.Expr:
     """Epoch nanoseconds, UTC. Datetime columns carry their own unit (naive ones are read as UTC)."""
     factor = TIME_UNITS[unit]
@@ -107,10 +124,11 @@ class ExchangeFormat:
     """The files of an ``ExchangeConfig`` venue: paths under its folder (templates may contain folders)
     that fit ``filename_template``, read with ``read_exchange_file``."""
 
-    has_book = False
-
     def __init__(self, config: ExchangeConfig):
         self.config = config
+        # order ids let the book be rebuilt from the messages; without them there is none
+        self.book = REBUILT_BOOK if "order_id" in config.column_mapping else None
+        self.book_levels = config.book_levels
         self.timezone = config.timezone
         self.weekdays_only = config.trading_days == "weekdays"
         self._pattern = _template_pattern(config)

@@ -41,7 +41,9 @@ class ExchangeConfig:
     ``event_code_map`` / ``side_map`` translate the venue's own values (e.g. ``created`` /
     ``changed`` / ``deleted``, ``bid`` / ``ask``); ``timezone`` is the zone of the trading
     date and of ``times``; ``trading_days`` is ``weekdays`` or ``all``; ``tick_size`` (one
-    number, or per product) enables the tick-grid rule.
+    number, or per product) enables the tick-grid rule. A venue whose messages carry order ids
+    gets its book rebuilt from them (``lob_platform.features.order_book``) to ``book_levels``
+    levels in its validated table.
     """
 
     data_path: str
@@ -55,6 +57,8 @@ class ExchangeConfig:
     timezone: str = "UTC"
     trading_days: str = "weekdays"
     tick_size: float | Mapping[str, float] | None = None
+    book_levels: int = 10
+
 
     def __post_init__(self) -> None:
         missing = [key for key, required in MAPPING_KEYS.items() if required and key not in self.column_mapping]
@@ -66,6 +70,8 @@ class ExchangeConfig:
             )
         if self.time_unit not in TIME_UNITS:
             raise ConfigError(f"ExchangeConfig.time_unit {self.time_unit!r} is not one of {sorted(TIME_UNITS)}.")
+        if not isinstance(self.book_levels, int) or self.book_levels < 1:
+            raise ConfigError(f"ExchangeConfig.book_levels must be a whole number of levels, 1 or more, not {self.book_levels!r}.")
         if self.trading_days not in ("weekdays", "all"):
             raise ConfigError(f"ExchangeConfig.trading_days must be 'weekdays' or 'all', not {self.trading_days!r}.")
         bad = {code: name for code, name in self.event_code_map.items() if name not in EVENT_TYPES}
@@ -94,7 +100,7 @@ class ExchangeConfig:
         return Path(self.data_path)
 
 
-MIC_EVENT_CODES = {1: "submit", 0: "delete", 2: "execute_visible"}  # MOEX order-log ACTION codes
+MIC_EVENT_CODES = {1: "submit", 0: "cancel", 2: "execute_visible"}  # MOEX order-log ACTION codes; 0 cancels vol (part or all)
 
 MIC = ExchangeConfig(
     data_path="mic",

@@ -17,7 +17,7 @@ import pandera.errors
 import polars as pl
 
 from lob_platform.errors import ValidationError
-from lob_platform.core.columns import SOURCE_ROW, book_levels
+from lob_platform.core.columns import BOOK_CROSSED, SOURCE_ROW, book_levels
 from lob_platform.core.tables import TableKind
 from lob_platform.validation.rules import Rule, applicable, rule_context, rules_of
 from lob_platform.validation.schemas import table_schema
@@ -64,7 +64,8 @@ class ValidationReport:
 def require_unified_schema(frame: pl.DataFrame, kind: TableKind) -> None:
     """Raise ValidationError if the columns or dtypes are not the unified schema's."""
     try:
-        table_schema(kind, book_levels(frame.columns), None, with_rules=False).validate(frame, lazy=True)
+        table_schema(kind, book_levels(frame.columns), None, with_rules=False,
+                     rebuilt=BOOK_CROSSED in frame.columns).validate(frame, lazy=True)
     except pandera.errors.SchemaErrors as errors:
         problems = errors.failure_cases.select("column", "check", "failure_case").unique().head(10).rows()
         raise ValidationError(f"{kind} table does not match the unified schema: {problems}") from None

@@ -20,12 +20,19 @@ from typing import Callable
 import numpy as np
 import polars as pl
 
-from lob_platform.core.columns import ORDER_EVENT_TYPES, SOURCE_ROW, book_levels
+from lob_platform.core.columns import BOOK_CROSSED, ORDER_EVENT_TYPES, SHIPPED_BOOK, SOURCE_ROW, book_levels
 from lob_platform.core.tables import MESSAGES, SNAPSHOTS, TableKind
+from lob_platform.validation.book_consistency import book_breaks_messages
 
 TICK_TOLERANCE = 1e-6  # in ticks: float prices may be off the grid by rounding noise only
+# Beyond these a number is a corrupted field, not an order (e.g. 9.2e18, near the int64 limit).
+# Prices: the dearest quotes are about 1e9 (bitcoin in Indonesian rupiah or Vietnamese dong), so
+# the bound leaves three orders of magnitude above them. Sizes: no asset has more than about 1e15
+# units in existence (the largest token supplies are some 1e14).
+MAX_PLAUSIBLE_PRICE = 1e12
+MAX_PLAUSIBLE_SIZE = 1e15
 
-Context = dict  # {"levels": int, "tick": float | None, "columns": list[str]}
+Context = dict  # {"levels": int, "tick": float | None, "columns": list[str], "rebuilt": bool}
 
 
 @dataclass(frozen=True)
@@ -35,7 +42,9 @@ class Rule:
     name: str
     description: str
     violations: Callable[[Context], pl.Expr | None]
-    needs_book: bool = False  # applies only where the venue publishes the book after each event
+    needs_book: bool = False  # applies only where the table carries the book after each event
+    shipped_book_only: bool = False  # and only where that book is the venue's own, not rebuilt from its messages
+    holds_after_quarantine: bool = True  # False: judges rows against their neighbours, so not the stored valid rows
 
 
 def _is_order_event() -> pl.Expr:
@@ -49,6 +58,12 @@ def _off_grid(price: pl.Expr, tick: float) -> pl.Expr:
 
 def _prices(side: str, levels: int) -> list[pl.Expr]:
     return [pl.col(f"{side}_price_{level}") for level in range(1, levels + 1)]
+
+
+def _book_levels(levels: int) -> list[tuple[pl.Expr, pl.Expr]]:
+    """(price, size) of every book level, both sides."""
+    return [(pl.col(f"{side}_price_{level}"), pl.col(f"{side}_size_{level}"))
+            for side in ("ask", "bid") for level in range(1, levels + 1)]
 
 
 def _unsorted(ctx: Context) -> pl.Expr:
@@ -122,6 +137,15 @@ def _inconsistent_levels(ctx: Context) -> pl.Expr | None:
     return pl.any_horizontal(broken)
 
 
+def _book_breaks_messages(ctx: Context) -> pl.Expr | None:
+    if ctx["levels"] == 0:
+        return None
+    columns = ["event_type", "side", "price", "size", *[c for c in ctx["columns"] if c.startswith(("ask_", "bid_"))],
+               *[SOURCE_ROW] * (SOURCE_ROW in ctx["columns"])]
+    return pl.struct(columns).map_batches(lambda rows: pl.Series(book_breaks_messages(rows.struct.unnest())),
+                                          return_dtype=pl.Boolean)
+
+
 def _submission_not_in_book(ctx: Context) -> pl.Expr | None:
     """A new order whose price lies inside the visible book must show as a level in the row
     after it; a shifted or foreign orderbook file breaks this on many rows."""
@@ -138,20 +162,59 @@ def _submission_not_in_book(ctx: Context) -> pl.Expr | None:
     return (pl.col("event_type") == "submit") & pl.any_horizontal(checks)
 
 
+def _book_size_not_positive(ctx: Context) -> pl.Expr | None:
+    """An occupied level (one with a price) holding no size: a corrupted size, or an empty-level
+    marker with a typo (9999999998 is read as a price)."""
+    if ctx["levels"] == 0:
+        return None
+    empty_occupied = [price.is_not_null() & ~(size > 0) for price, size in _book_levels(ctx["levels"])]
+    return pl.any_horizontal(empty_occupied).fill_null(False)
+
+
+def _book_price_off_grid(ctx: Context) -> pl.Expr | None:
+    """An occupied level priced at or below zero or off the tick grid (NaN is off every grid)."""
+    if ctx["levels"] == 0 or ctx["tick"] is None:
+        return None
+    off = [(price <= 0) | _off_grid(price, ctx["tick"]) for price, _ in _book_levels(ctx["levels"])]
+    return pl.any_horizontal(off).fill_null(False)  # null: an empty level
+
+
+def _implausible_magnitude(ctx: Context) -> pl.Expr:
+    """A price or size (message or book) beyond its plausible bound, or not finite (polars orders
+    NaN above every number)."""
+    book = _book_levels(ctx["levels"])
+    prices = [pl.col("price"), *(price for price, _ in book)]
+    sizes = [pl.col("size"), *(size for _, size in book)]
+    too_large = [price.abs() > MAX_PLAUSIBLE_PRICE for price in prices] + [size.abs() > MAX_PLAUSIBLE_SIZE for size in sizes]
+    return pl.any_horizontal(too_large).fill_null(False)
+
+
 MESSAGE_RULES: tuple[Rule, ...] = (
     Rule("no_nulls", "time, order id, size and price are present", lambda ctx: pl.any_horizontal(
         [pl.col(c).is_null() for c in ("ts_ns", "order_id", "size", "price")])),
     Rule("known_codes", "event type and side are codes the venue mapping knows",
          lambda ctx: pl.col("event_type").is_null() | pl.col("side").is_null()),
     Rule("timestamps_sorted", "event time never goes backwards", _unsorted),
-    Rule("positive_size", "order events have a size above zero", lambda ctx: _is_order_event() & ~(pl.col("size") > 0)),
+    Rule("positive_size", "order events have a size above zero (a delete may carry 0: feeds delete filled orders so)",
+         lambda ctx: _is_order_event() & ~(pl.col("size") > 0) & ~((pl.col("event_type") == "delete") & (pl.col("size") == 0))),
     Rule("price_on_tick_grid", "order events have a positive price on the tick grid (hidden fills: half tick)",
          lambda ctx: None if ctx["tick"] is None else _is_order_event() & (
              ~(pl.col("price") > 0) | pl.when(pl.col("event_type") == "execute_hidden")
              .then(_off_grid(pl.col("price"), ctx["tick"] / 2)).otherwise(_off_grid(pl.col("price"), ctx["tick"])))),
-    Rule("book_not_crossed", "best bid is below best ask", _crossed, needs_book=True),
+    Rule("order_id_not_negative", "order ids are zero (anonymous) or positive",
+         lambda ctx: (pl.col("order_id") < 0).fill_null(False)),
+    Rule("magnitudes_plausible", "prices (message and book) are finite and at most 1e12, sizes at most 1e15: "
+         "larger is a corrupted field, not an order", _implausible_magnitude),
+    Rule("book_not_crossed", "best bid is below best ask (a rebuilt book flags crossed rows in book_crossed instead)", _crossed,
+         needs_book=True, shipped_book_only=True),
+    Rule("book_follows_messages", "each orderbook row is the previous one with its message applied (levels entering "
+         "from beyond the visible window accepted as given)", _book_breaks_messages, needs_book=True, shipped_book_only=True,
+         holds_after_quarantine=False),
     Rule("book_levels_consistent", "levels get strictly worse with depth; empty levels (null price, size 0) only at the back",
          _inconsistent_levels, needs_book=True),
+    Rule("book_sizes_positive", "occupied book levels have a size above zero", _book_size_not_positive, needs_book=True),
+    Rule("book_prices_on_tick_grid", "occupied book levels have a positive price on the tick grid", _book_price_off_grid,
+         needs_book=True),
     Rule("book_matches_message", "message and orderbook rows are aligned: a new order inside the visible book shows as a level in its row",
          _submission_not_in_book, needs_book=True),
     Rule("no_duplicate_rows", "no row repeats another exactly (anonymous hidden fills excepted)", _duplicates(True)),
@@ -176,15 +239,21 @@ SNAPSHOT_RULES: tuple[Rule, ...] = (
 _RULES = {MESSAGES: MESSAGE_RULES, SNAPSHOTS: SNAPSHOT_RULES}
 
 
-def rules_of(kind: TableKind, has_book: bool = True) -> tuple[Rule, ...]:
-    """The rules of a table kind; without a book, the rules that need one are left out."""
-    return tuple(rule for rule in _RULES[kind] if has_book or not rule.needs_book)
+def rules_of(kind: TableKind, book: str | None = SHIPPED_BOOK) -> tuple[Rule, ...]:
+    """The rules of a table kind for a venue whose book is ``book`` (shipped, rebuilt or None):
+    without a book the rules that need one are left out, and with a rebuilt one those that
+    judge the venue's own book."""
+    return tuple(rule for rule in _RULES[kind]
+                 if (book or not rule.needs_book) and (book == SHIPPED_BOOK or not rule.shipped_book_only))
 
 
 def rule_context(frame_columns: list[str], tick: float | None) -> Context:
-    return {"levels": book_levels(frame_columns), "tick": tick, "columns": frame_columns}
+    """What the rules need to know of a table; its book is rebuilt when it has ``book_crossed``."""
+    return {"levels": book_levels(frame_columns), "tick": tick, "columns": frame_columns,
+            "rebuilt": BOOK_CROSSED in frame_columns}
 
 
 def applicable(rules: tuple[Rule, ...], ctx: Context) -> list[tuple[Rule, pl.Expr]]:
     """The rules that apply to a table with this context, with their violation masks."""
-    return [(rule, expr) for rule in rules if (expr := rule.violations(ctx)) is not None]
+    return [(rule, expr) for rule in rules
+            if not (rule.shipped_book_only and ctx["rebuilt"]) and (expr := rule.violations(ctx)) is not None]

@@ -1,0 +1,178 @@
+"""``book_follows_messages``: each orderbook row of a venue that ships its book must equal the
+previous row with its message applied.
+
+Per row k > 1 (the first row is the opening book, accepted as given), on the side of the
+message's resting order:
+
+- a submit adds its size at its price: to the level at that price, or as a new level where the
+  price lies inside the visible window (the deepest level then drops out of a full window), or
+  nothing visible where it lies beyond a full window;
+- a partial cancel, a delete and a visible execution remove their size at their price; a level
+  that empties leaves the window, and a full window then shows a level from beyond it, which is
+  accepted as given when it is strictly worse than the previous deepest level (or empty); a
+  removal beyond a full window changes nothing visible;
+- hidden executions, crosses and status rows (halts, resumptions) leave the visible book
+  unchanged; so does every message for the other side.
+
+The first row of each file in the table (where source rows start over) is taken as given, and
+a file's visible window is as deep as the most levels any of its rows shows. A row missing its
+event type, side, price or size is not judged (``no_nulls`` and ``known_codes``
+name it); the next row is compared with its book. Anything else breaks the rule at that row: a size that does not add up, a level that appears or
+vanishes without a message, a removal at a price inside the window where no level is. One bad
+row shows at the row itself (and, where a single orderbook row was changed, at the row after it,
+which is compared with the changed one); the report names the first rows.
+
+Rows that differ on real days for a documented reason are not violations but are counted apart:
+none were found on the LOBSTER samples (AMZN and AAPL, 2012-06-21): every row follows.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+import polars as pl
+
+from lob_platform.core.columns import SOURCE_ROW, book_levels
+
+UNCHANGED, ADDS, REMOVES = 0, 1, 2
+UNJUDGED, FIRST = 3, 4  # a field is missing (no_nulls, known_codes say so); the first row of a file (taken as given)
+_EFFECT = {"submit": ADDS, "cancel": REMOVES, "delete": REMOVES, "execute_visible": REMOVES}
+_SIZE_TOLERANCE = 1e-9  # sizes are whole shares on LOBSTER; float noise only elsewhere
+
+
+def book_breaks_messages(frame: pl.DataFrame) -> np.ndarray:
+    """True on the rows whose book is not the previous row's book with their message applied."""
+    levels = book_levels(frame.columns)
+    if levels == 0 or frame.height < 2:
+        return np.zeros(frame.height, dtype=bool)
+    usable = pl.all_horizontal(pl.col("event_type", "side", "price", "size").is_not_null())
+    effect = pl.when(usable).then(pl.col("event_type").cast(pl.String).replace_strict(
+        _EFFECT, default=UNCHANGED, return_dtype=pl.Int8)).otherwise(UNJUDGED)
+    columns = [f"{s}_{field}_{lv}" for field in ("price", "size") for s in ("bid", "ask") for lv in range(1, levels + 1)]
+    book = frame.select(pl.col(columns).fill_null(np.nan)).to_numpy().astype(np.float64, copy=False)
+    prices, sizes = (np.ascontiguousarray(part.reshape(-1, 2, levels)) for part in np.split(book, 2, axis=1))
+    # A table of several files (a multi-day load) starts over where source rows do; each file's
+    # visible depth is the most levels any of its rows shows (a 1-level day padded to 5 has 1).
+    file_start = (pl.col(SOURCE_ROW).cast(pl.Int64).diff() <= 0).fill_null(True) if SOURCE_ROW in frame.columns else pl.int_range(pl.len()) == 0
+    shown = pl.max_horizontal(pl.sum_horizontal(pl.col(f"{s}_price_{lv}").is_not_null() for lv in range(1, levels + 1))
+                              for s in ("bid", "ask"))
+    messages = frame.select(effect=pl.when(file_start).then(FIRST).otherwise(effect),
+                            side=(pl.col("side") == "ask").fill_null(False).cast(pl.Int8),
+                            price=pl.col("price").fill_null(0.0), size=pl.col("size").fill_null(0.0),
+                            depth=shown.max().over(file_start.cum_sum()).cast(pl.Int64))
+    return _breaks(*(messages[c].to_numpy() for c in messages.columns), prices, sizes)
+
+
+@numba.njit(cache=True)
+def _breaks(effect, side, price, size, depth, prices, sizes):
+    """prices, sizes: (rows, 2 sides (bid, ask), levels), NaN price on an empty level.
+
+    A row is compared with the previous row's book; where the previous row broke the rule and
+    what it should have shown is fully known, the row also passes when it follows that, so one
+    corrupted orderbook row does not take its innocent successor down with it."""
+    n, _, levels = prices.shape
+    broken = np.zeros(n, dtype=np.bool_)
+    expected_price = np.empty((2, levels))
+    expected_size = np.empty((2, levels))
+    fallback_price = np.empty((2, levels))
+    fallback_size = np.empty((2, levels))
+    base_price = np.empty((2, levels))
+    base_size = np.empty((2, levels))
+    has_fallback = False
+    for row in range(1, n):
+        if effect[row] == UNJUDGED or effect[row] == FIRST:
+            has_fallback = False
+            continue
+        d = depth[row]
+        known = _expected(prices[row - 1], sizes[row - 1], effect[row], side[row], price[row], size[row], d,
+                          expected_price, expected_size)
+        ok = known != IMPOSSIBLE and _matches(expected_price, expected_size, known == ENTERING, side[row], d,
+                                              prices[row - 1], prices[row], sizes[row])
+        if not ok and has_fallback:
+            fallback = _expected(fallback_price, fallback_size, effect[row], side[row], price[row], size[row], d,
+                                 expected_price, expected_size)
+            ok = fallback != IMPOSSIBLE and _matches(expected_price, expected_size, fallback == ENTERING, side[row], d,
+                                                     fallback_price, prices[row], sizes[row])
+        if ok:
+            has_fallback = False
+            continue
+        broken[row] = True
+        # what this row should have shown: from what the previous row should have shown, where known
+        base_price[:, :] = fallback_price if has_fallback else prices[row - 1]
+        base_size[:, :] = fallback_size if has_fallback else sizes[row - 1]
+        known = _expected(base_price, base_size, effect[row], side[row], price[row], size[row], d, fallback_price, fallback_size)
+        has_fallback = known == DETERMINED
+    return broken
+
+
+DETERMINED, ENTERING, IMPOSSIBLE = 0, 1, 2
+
+
+@numba.njit(cache=True)
+def _expected(before_price, before_size, effect, message_side, x, q, levels, out_price, out_size):
+    """The book after the message, from the book before it (both (2, columns), ``levels`` of them
+    visible); returns DETERMINED, ENTERING (the deepest visible slot of the message's side may
+    show a level from beyond the window) or IMPOSSIBLE (the message cannot apply to this book)."""
+    out_price[:, :] = before_price
+    out_size[:, :] = before_size
+    if effect == UNCHANGED:
+        return DETERMINED
+    s = message_side
+    sign = 1.0 if s == 1 else -1.0  # ask: lower is better; bid: higher is better
+    m = 0
+    while m < levels and not np.isnan(before_price[s, m]):
+        m += 1
+    full = m == levels
+    at = -1
+    for i in range(m):
+        if before_price[s, i] == x:
+            at = i
+    beyond = full and sign * (x - before_price[s, m - 1]) > 0
+    if effect == ADDS:
+        if at >= 0:
+            out_size[s, at] += q
+        elif not beyond:
+            position = 0
+            while position < m and sign * (x - before_price[s, position]) > 0:
+                position += 1
+            for i in range(min(m, levels - 1), position, -1):
+                out_price[s, i] = out_price[s, i - 1]
+                out_size[s, i] = out_size[s, i - 1]
+            out_price[s, position] = x
+            out_size[s, position] = q
+        return DETERMINED
+    if at < 0:
+        return DETERMINED if beyond else IMPOSSIBLE
+    left = before_size[s, at] - q
+    if left < -_SIZE_TOLERANCE:
+        return IMPOSSIBLE
+    if left > _SIZE_TOLERANCE:
+        out_size[s, at] = left
+        return DETERMINED
+    for i in range(at, m - 1):
+        out_price[s, i] = out_price[s, i + 1]
+        out_size[s, i] = out_size[s, i + 1]
+    out_price[s, m - 1] = np.nan
+    out_size[s, m - 1] = 0.0
+    return ENTERING if full else DETERMINED
+
+
+@numba.njit(cache=True)
+def _matches(expected_price, expected_size, entering, message_side, depth, before_price, price, size):
+    """The row equals the expected book; where a level may be ``entering`` from beyond the
+    window, the deepest visible slot of the message's side may instead show any level worse
+    than the previous deepest one."""
+    for s in range(2):
+        sign = 1.0 if s == 1 else -1.0
+        for i in range(price.shape[1]):
+            if entering and s == message_side and i == depth - 1 and not np.isnan(price[s, i]):
+                if not sign * (price[s, i] - before_price[s, i]) > 0:
+                    return False
+            elif np.isnan(expected_price[s, i]) != np.isnan(price[s, i]):
+                return False
+            elif not np.isnan(price[s, i]) and (price[s, i] != expected_price[s, i]
+                                                or abs(size[s, i] - expected_size[s, i]) > _SIZE_TOLERANCE):
+                return False
+            elif np.isnan(price[s, i]) and abs(size[s, i]) > _SIZE_TOLERANCE and not entering:
+                return False
+    return True
