@@ -55,9 +55,10 @@ def test_main_job_reports_a_blocked_day_and_still_ingests_the_rest(amzn_csv_pair
     assert "crypto binance_perp.BTCUSDT 2020-09-01 ingest: ok" in printed
     assert "FAILED lobster AMZN 2012-06-21" in printed and "positive_size: 1 rows" in printed
     main(["sql", "select rules, source_row from rejected_messages"])
-    assert capsys.readouterr().out.splitlines()[1:] == ["positive_size\t777"]
+    # a negative size no longer matches what the orderbook row shows either
+    assert capsys.readouterr().out.splitlines()[1:] == ["positive_size,book_follows_messages\t777"]
     main(["sql", "select passed, failed_checks, rejected_by_positive_size from validation_reports where venue = 'lobster'"])
-    assert capsys.readouterr().out.splitlines()[1:] == ["False\tpositive_size\t1"]
+    assert capsys.readouterr().out.splitlines()[1:] == ["False\tpositive_size,book_follows_messages\t1"]
     main(["sql", "select (select count(*) from validated_messages), (select count(*) from all_validated_messages)"])
     assert capsys.readouterr().out.splitlines()[1:] == ["0\t57514"]  # blocked day: kept, not shown as validated
 

@@ -202,7 +202,7 @@ def test_a_redelivered_day_that_fails_leaves_nothing_derived_from_its_old_delive
     features_key = dg.AssetKey(["lobster", "features"])
     observed = instance.fetch_observations(dg.AssetRecordsFilter(asset_key=features_key, asset_partitions=[f"{MONDAY}|ACME"]),
                                            limit=1).records
-    assert "failed validation (book_not_crossed)" in observed[0].asset_observation.metadata["retracted"].value
+    assert "failed validation (book_not_crossed, book_follows_messages)" in observed[0].asset_observation.metadata["retracted"].value
 
     settle(defs, instance)
     tuesday = warehouse_table("bin_edges", TUESDAY)

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import re
 
+import numpy as np
 import polars as pl
 
 ORDER_EVENT_TYPES = (
@@ -66,6 +67,13 @@ BOOK_CROSSED = "book_crossed"
 row (feed latency), flagged and kept as it is."""
 
 _BOOK_COLUMN = re.compile(r"^(ask|bid)_(price|size)_(\d+)$")
+
+
+def per_event_type(event_type: pl.Series, values: dict[str, int], default: int) -> np.ndarray:
+    """``values[event type]`` per row as int8 (``default`` for other types and nulls), looked up
+    by the Enum's codes rather than by text: the replays' per-row actions."""
+    table = np.array([values.get(name, default) for name in EVENT_TYPES] + [default], dtype=np.int8)
+    return table[event_type.to_physical().fill_null(len(EVENT_TYPES)).to_numpy()]
 
 
 def book_columns(levels: int) -> list[str]:

@@ -38,7 +38,7 @@ import numba
 import numpy as np
 import polars as pl
 
-from lob_platform.core.columns import BOOK_CROSSED, SOURCE_ROW, book_columns, book_levels
+from lob_platform.core.columns import BOOK_CROSSED, SOURCE_ROW, EventType, book_columns, book_levels, per_event_type
 
 DEFAULT_LEVELS = 10
 
@@ -85,15 +85,14 @@ def rebuild_book(messages: pl.DataFrame, levels: int = DEFAULT_LEVELS, resting: 
     events = messages.select(opening.columns)
     if opening.height:
         events = pl.concat([opening, events], how="vertical_relaxed")
-    usable = pl.all_horizontal(pl.col("event_type", "side", "price", "size").is_not_null())
+    usable = pl.all_horizontal(pl.col("side", "price", "size").is_not_null())
     ids = pl.col("order_id").fill_null(0)
     # dense order indices: the id's offset where ids are compact (the usual case), else its rank
     span = events.select(ids.filter(ids != 0).min().alias("low"), ids.filter(ids != 0).max().alias("high")).row(0)
     compact = span[0] is not None and span[0] > 0 and span[1] - span[0] <= 4 * events.height
     dense = ids - span[0] if compact else ids.rank("dense").cast(pl.Int64) - 1
     columns = events.select(
-        action=pl.when(usable).then(pl.col("event_type").cast(pl.String).replace_strict(
-            _ACTION, default=NO_CHANGE, return_dtype=pl.Int8)).otherwise(NO_CHANGE),
+        usable=usable,
         side=(pl.col("side") == "ask").fill_null(False).cast(pl.Int8),
         order=pl.when(ids <= 0).then(-1).otherwise(dense),
         size=pl.col("size").fill_null(0.0))
@@ -102,7 +101,8 @@ def rebuild_book(messages: pl.DataFrame, levels: int = DEFAULT_LEVELS, resting: 
     price_index = np.searchsorted(price_values, prices.fill_null(0.0).to_numpy()).astype(np.int64)
     order_index = columns["order"].to_numpy()
 
-    out, crossed, unknown, reused = _replay(columns["action"].to_numpy(), columns["side"].to_numpy(), order_index,
+    action = np.where(columns["usable"].to_numpy(), per_event_type(events["event_type"].cast(EventType), _ACTION, NO_CHANGE), NO_CHANGE)
+    out, crossed, unknown, reused = _replay(action, columns["side"].to_numpy(), order_index,
                                             price_index, columns["size"].to_numpy(), price_values,
                                             int(order_index.max(initial=-1)) + 1, opening.height, levels,
                                             prune_passed_levels)

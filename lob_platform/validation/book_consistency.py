@@ -32,7 +32,7 @@ import numba
 import numpy as np
 import polars as pl
 
-from lob_platform.core.columns import SOURCE_ROW, book_levels
+from lob_platform.core.columns import SOURCE_ROW, book_levels, per_event_type
 
 UNCHANGED, ADDS, REMOVES = 0, 1, 2
 UNJUDGED, FIRST = 3, 4  # a field is missing (no_nulls, known_codes say so); the first row of a file (taken as given)
@@ -45,9 +45,6 @@ def book_breaks_messages(frame: pl.DataFrame) -> np.ndarray:
     levels = book_levels(frame.columns)
     if levels == 0 or frame.height < 2:
         return np.zeros(frame.height, dtype=bool)
-    usable = pl.all_horizontal(pl.col("event_type", "side", "price", "size").is_not_null())
-    effect = pl.when(usable).then(pl.col("event_type").cast(pl.String).replace_strict(
-        _EFFECT, default=UNCHANGED, return_dtype=pl.Int8)).otherwise(UNJUDGED)
     columns = [f"{s}_{field}_{lv}" for field in ("price", "size") for s in ("bid", "ask") for lv in range(1, levels + 1)]
     book = frame.select(pl.col(columns).fill_null(np.nan)).to_numpy().astype(np.float64, copy=False)
     prices, sizes = (np.ascontiguousarray(part.reshape(-1, 2, levels)) for part in np.split(book, 2, axis=1))
@@ -56,11 +53,14 @@ def book_breaks_messages(frame: pl.DataFrame) -> np.ndarray:
     file_start = (pl.col(SOURCE_ROW).cast(pl.Int64).diff() <= 0).fill_null(True) if SOURCE_ROW in frame.columns else pl.int_range(pl.len()) == 0
     shown = pl.max_horizontal(pl.sum_horizontal(pl.col(f"{s}_price_{lv}").is_not_null() for lv in range(1, levels + 1))
                               for s in ("bid", "ask"))
-    messages = frame.select(effect=pl.when(file_start).then(FIRST).otherwise(effect),
+    usable = pl.all_horizontal(pl.col("event_type", "side", "price", "size").is_not_null())
+    messages = frame.select(judged=pl.when(file_start).then(FIRST).when(~usable).then(UNJUDGED).otherwise(-1).cast(pl.Int8),
                             side=(pl.col("side") == "ask").fill_null(False).cast(pl.Int8),
                             price=pl.col("price").fill_null(0.0), size=pl.col("size").fill_null(0.0),
                             depth=shown.max().over(file_start.cum_sum()).cast(pl.Int64))
-    return _breaks(*(messages[c].to_numpy() for c in messages.columns), prices, sizes)
+    judged = messages["judged"].to_numpy()
+    effect = np.where(judged >= 0, judged, per_event_type(frame["event_type"], _EFFECT, UNCHANGED))
+    return _breaks(effect, *(messages[c].to_numpy() for c in ("side", "price", "size", "depth")), prices, sizes)
 
 
 @numba.njit(cache=True)
