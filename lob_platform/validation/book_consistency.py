@@ -45,9 +45,10 @@ def book_breaks_messages(frame: pl.DataFrame) -> np.ndarray:
     levels = book_levels(frame.columns)
     if levels == 0 or frame.height < 2:
         return np.zeros(frame.height, dtype=bool)
-    columns = [f"{s}_{field}_{lv}" for field in ("price", "size") for s in ("bid", "ask") for lv in range(1, levels + 1)]
-    book = frame.select(pl.col(columns).fill_null(np.nan)).to_numpy().astype(np.float64, copy=False)
-    prices, sizes = (np.ascontiguousarray(part.reshape(-1, 2, levels)) for part in np.split(book, 2, axis=1))
+    # one row per book column (bid levels, then ask levels): how polars hands columns over
+    prices, sizes = (np.ascontiguousarray(frame.select(
+        pl.col(f"{s}_{field}_{lv}").fill_null(np.nan) for s in ("bid", "ask") for lv in range(1, levels + 1)
+    ).to_numpy().T, dtype=np.float64) for field in ("price", "size"))
     # A table of several files (a multi-day load) starts over where source rows do; each file's
     # visible depth is the most levels any of its rows shows (a 1-level day padded to 5 has 1).
     file_start = (pl.col(SOURCE_ROW).cast(pl.Int64).diff() <= 0).fill_null(True) if SOURCE_ROW in frame.columns else pl.int_range(pl.len()) == 0
@@ -65,42 +66,48 @@ def book_breaks_messages(frame: pl.DataFrame) -> np.ndarray:
 
 @numba.njit(cache=True)
 def _breaks(effect, side, price, size, depth, prices, sizes):
-    """prices, sizes: (rows, 2 sides (bid, ask), levels), NaN price on an empty level.
+    """prices, sizes: (2 sides (bid, ask) x levels, rows), NaN price on an empty level.
 
     A row is compared with the previous row's book; where the previous row broke the rule and
     what it should have shown is fully known, the row also passes when it follows that, so one
-    corrupted orderbook row does not take its innocent successor down with it."""
-    n, _, levels = prices.shape
+    corrupted orderbook row does not take its innocent successor down with it. (Books are passed
+    as the whole array and a row index: slicing out a row per call costs more than the check.)"""
+    levels, n = prices.shape[0] // 2, prices.shape[1]
     broken = np.zeros(n, dtype=np.bool_)
     expected_price = np.empty((2, levels))
     expected_size = np.empty((2, levels))
-    fallback_price = np.empty((2, levels))
-    fallback_size = np.empty((2, levels))
-    base_price = np.empty((2, levels))
-    base_size = np.empty((2, levels))
+    fallback_price = np.empty((2 * levels, 1))  # what the last broken row should have shown
+    fallback_size = np.empty((2 * levels, 1))
     has_fallback = False
     for row in range(1, n):
         if effect[row] == UNJUDGED or effect[row] == FIRST:
             has_fallback = False
             continue
         d = depth[row]
-        known = _expected(prices[row - 1], sizes[row - 1], effect[row], side[row], price[row], size[row], d,
+        known = _expected(prices, sizes, row - 1, effect[row], side[row], price[row], size[row], d,
                           expected_price, expected_size)
         ok = known != IMPOSSIBLE and _matches(expected_price, expected_size, known == ENTERING, side[row], d,
-                                              prices[row - 1], prices[row], sizes[row])
+                                              prices, row - 1, prices, sizes, row)
         if not ok and has_fallback:
-            fallback = _expected(fallback_price, fallback_size, effect[row], side[row], price[row], size[row], d,
+            fallback = _expected(fallback_price, fallback_size, 0, effect[row], side[row], price[row], size[row], d,
                                  expected_price, expected_size)
             ok = fallback != IMPOSSIBLE and _matches(expected_price, expected_size, fallback == ENTERING, side[row], d,
-                                                     fallback_price, prices[row], sizes[row])
+                                                     fallback_price, 0, prices, sizes, row)
         if ok:
             has_fallback = False
             continue
         broken[row] = True
         # what this row should have shown: from what the previous row should have shown, where known
-        base_price[:, :] = fallback_price if has_fallback else prices[row - 1]
-        base_size[:, :] = fallback_size if has_fallback else sizes[row - 1]
-        known = _expected(base_price, base_size, effect[row], side[row], price[row], size[row], d, fallback_price, fallback_size)
+        if has_fallback:
+            known = _expected(fallback_price, fallback_size, 0, effect[row], side[row], price[row], size[row], d,
+                              expected_price, expected_size)
+        else:
+            known = _expected(prices, sizes, row - 1, effect[row], side[row], price[row], size[row], d,
+                              expected_price, expected_size)
+        for s in range(2):
+            for i in range(levels):
+                fallback_price[s * levels + i, 0] = expected_price[s, i]
+                fallback_size[s * levels + i, 0] = expected_size[s, i]
         has_fallback = known == DETERMINED
     return broken
 
@@ -109,31 +116,35 @@ DETERMINED, ENTERING, IMPOSSIBLE = 0, 1, 2
 
 
 @numba.njit(cache=True)
-def _expected(before_price, before_size, effect, message_side, x, q, levels, out_price, out_size):
-    """The book after the message, from the book before it (both (2, columns), ``levels`` of them
-    visible); returns DETERMINED, ENTERING (the deepest visible slot of the message's side may
-    show a level from beyond the window) or IMPOSSIBLE (the message cannot apply to this book)."""
-    out_price[:, :] = before_price
-    out_size[:, :] = before_size
+def _expected(book_price, book_size, row, effect, message_side, x, q, levels, out_price, out_size):
+    """The book after the message, from the book before it (column ``row`` of ``book_*``, ``levels`` of its
+    columns visible), into ``out_*``; returns DETERMINED, ENTERING (the deepest visible slot of
+    the message's side may show a level from beyond the window) or IMPOSSIBLE (the message
+    cannot apply to this book)."""
+    width = out_price.shape[1]
+    for side in range(2):
+        for i in range(width):
+            out_price[side, i] = book_price[side * width + i, row]
+            out_size[side, i] = book_size[side * width + i, row]
     if effect == UNCHANGED:
         return DETERMINED
     s = message_side
     sign = 1.0 if s == 1 else -1.0  # ask: lower is better; bid: higher is better
     m = 0
-    while m < levels and not np.isnan(before_price[s, m]):
+    while m < levels and not np.isnan(out_price[s, m]):
         m += 1
     full = m == levels
     at = -1
     for i in range(m):
-        if before_price[s, i] == x:
+        if out_price[s, i] == x:
             at = i
-    beyond = full and sign * (x - before_price[s, m - 1]) > 0
+    beyond = full and sign * (x - out_price[s, m - 1]) > 0
     if effect == ADDS:
         if at >= 0:
             out_size[s, at] += q
         elif not beyond:
             position = 0
-            while position < m and sign * (x - before_price[s, position]) > 0:
+            while position < m and sign * (x - out_price[s, position]) > 0:
                 position += 1
             for i in range(min(m, levels - 1), position, -1):
                 out_price[s, i] = out_price[s, i - 1]
@@ -143,7 +154,7 @@ def _expected(before_price, before_size, effect, message_side, x, q, levels, out
         return DETERMINED
     if at < 0:
         return DETERMINED if beyond else IMPOSSIBLE
-    left = before_size[s, at] - q
+    left = out_size[s, at] - q
     if left < -_SIZE_TOLERANCE:
         return IMPOSSIBLE
     if left > _SIZE_TOLERANCE:
@@ -158,21 +169,23 @@ def _expected(before_price, before_size, effect, message_side, x, q, levels, out
 
 
 @numba.njit(cache=True)
-def _matches(expected_price, expected_size, entering, message_side, depth, before_price, price, size):
-    """The row equals the expected book; where a level may be ``entering`` from beyond the
-    window, the deepest visible slot of the message's side may instead show any level worse
-    than the previous deepest one."""
+def _matches(expected_price, expected_size, entering, message_side, depth, before_price, before_row, price, size, row):
+    """Row ``row`` of the book equals the expected book; where a level may be ``entering`` from
+    beyond the window, the deepest visible slot of the message's side may instead show any level
+    worse than the one there before (column ``before_row`` of ``before_price``)."""
+    width = expected_price.shape[1]
     for s in range(2):
         sign = 1.0 if s == 1 else -1.0
-        for i in range(price.shape[1]):
-            if entering and s == message_side and i == depth - 1 and not np.isnan(price[s, i]):
-                if not sign * (price[s, i] - before_price[s, i]) > 0:
+        for i in range(width):
+            shown = price[s * width + i, row]
+            if entering and s == message_side and i == depth - 1 and not np.isnan(shown):
+                if not sign * (shown - before_price[s * width + i, before_row]) > 0:
                     return False
-            elif np.isnan(expected_price[s, i]) != np.isnan(price[s, i]):
+            elif np.isnan(expected_price[s, i]) != np.isnan(shown):
                 return False
-            elif not np.isnan(price[s, i]) and (price[s, i] != expected_price[s, i]
-                                                or abs(size[s, i] - expected_size[s, i]) > _SIZE_TOLERANCE):
+            elif not np.isnan(shown) and (shown != expected_price[s, i]
+                                          or abs(size[s * width + i, row] - expected_size[s, i]) > _SIZE_TOLERANCE):
                 return False
-            elif np.isnan(price[s, i]) and abs(size[s, i]) > _SIZE_TOLERANCE and not entering:
+            elif np.isnan(shown) and abs(size[s * width + i, row]) > _SIZE_TOLERANCE and not entering:
                 return False
     return True

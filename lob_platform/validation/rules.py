@@ -1,13 +1,14 @@
 """Validation rules as polars expressions, one place for both the fast row masks (quarantine,
 ``validate_messages``) and the pandera schemas built from them.
 
-Each rule is True on the rows that break it. Documented exceptions, from real LOBSTER data:
+Each rule is True on the rows that break it. Documented exceptions, from real data:
 - hidden executions (``execute_hidden``) may trade at the mid-point, so they sit on a
   half-tick grid;
 - anonymous rows (order id 0: hidden fills, status rows) have no identity, so identical
   anonymous rows at one timestamp are separate fills, not duplicates (the AMZN sample day
   has 48 such pairs);
-- status rows (halt, quoting/trading resumed) carry no size or price.
+- status rows (halt, quoting/trading resumed) carry no size or price;
+- a delete may carry size 0: order-by-order feeds delete fully filled orders that way.
 """
 
 from __future__ import annotations
@@ -138,6 +139,7 @@ def _inconsistent_levels(ctx: Context) -> pl.Expr | None:
 
 
 def _book_breaks_messages(ctx: Context) -> pl.Expr | None:
+    """A sequential rule: the compiled replay of validation.book_consistency over the whole table."""
     if ctx["levels"] == 0:
         return None
     columns = ["event_type", "side", "price", "size", *[c for c in ctx["columns"] if c.startswith(("ask_", "bid_"))],
