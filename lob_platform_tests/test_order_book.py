@@ -18,7 +18,7 @@ from lob_platform.sources.lobster import pairs_in_archive, pairs_in_folder, read
 from lob_platform.sources.registry import load_venues
 from lob_platform.sources.synthetic import (MarketConfig, generate_market, mic_simulated_book,
                                             order_feed_simulated_book)
-from lob_platform.validation.report import check_rules
+from lob_platform.validation.report import check_rules, split_valid_rejected
 from lob_platform_tests.conftest import AAPL_1, AMZN_1, AMZN_5, require
 
 TICK = 0.01
@@ -148,7 +148,7 @@ def test_synthetic_order_logs_replay_to_the_generators_own_book(order_log_market
     venue = next(v for v in load_venues(root) if v.name == venue_name)
     assert venue.rebuilds_book
     day = venue.discover()[0]
-    table, rebuilt = venue.with_book(day.read())
+    table, rebuilt = venue.with_book(day.read(), venue.tick_for(instrument))
     expected = simulated_book(instrument, day.date, config)
     replayed = table.tail(expected.height).select(expected.columns)  # the opening burst comes first
     assert np.abs(replayed.fill_null(-1.0).to_numpy() - expected.fill_null(-1.0).to_numpy()).max() <= 1e-9
@@ -157,6 +157,26 @@ def test_synthetic_order_logs_replay_to_the_generators_own_book(order_log_market
     assert report.passed, report.describe()
     assert "book_levels_consistent" in {r.rule for r in report.results}
     assert "book_not_crossed" not in {r.rule for r in report.results}  # flagged per row instead
+
+
+@pytest.mark.parametrize(("field", "value", "rule"), [
+    ("size", 0.0, "positive_size"), ("price", 110_005.0, "price_on_tick_grid"), ("price", 9.2e18, "magnitudes_plausible"),
+    ("price", float("nan"), "magnitudes_plausible")])
+def test_a_corrupted_message_of_a_rebuilt_venue_is_rejected_alone_and_stays_out_of_the_book(order_log_market, field, value, rule):
+    root, _ = order_log_market
+    venue = next(v for v in load_venues(root) if v.name == "mic")
+    raw = venue.discover()[0].read()
+    row = int(raw.with_row_index().filter(pl.col("event_type") == "submit")["index"][200])
+    corrupted = raw.with_columns(pl.when(pl.int_range(pl.len()) == row).then(pl.lit(value, pl.Float64))
+                                 .otherwise(pl.col(field)).alias(field))
+    table, rebuilt = venue.with_book(corrupted, venue.tick_for("RIH4"))
+    valid, rejected, _ = split_valid_rejected(table, venue.kind, venue.tick_for("RIH4"), "RIH4.parquet")
+    assert rejected["source_row"].to_list() == [raw["source_row"][row]] and rule in rejected["rules"][0]
+    assert valid.height == raw.height - 1 and rebuilt.crossed_rows == 0
+    # the bad submit never rested, so its later cancel or fill names an unknown order
+    order_id = raw["order_id"][row]
+    later = raw[row + 1:].filter(pl.col("order_id") == order_id)
+    assert rebuilt.unknown_order_rows == later.height
 
 
 def test_a_complete_log_reproduces_its_own_orderbook_file(tmp_path):

@@ -178,3 +178,11 @@ def test_a_table_off_the_unified_schema_is_refused_not_quarantined():
 
     with pytest.raises(ValidationError, match="does not match the unified schema.*'size'"):
         check_rules(messages().with_columns(pl.col("size").cast(pl.Int64)), MESSAGES, TICK)
+
+
+def test_a_zero_size_delete_is_valid_only_where_the_venue_ships_no_book():
+    zero_delete = _set(messages(), 4, size=0.0)  # row 4 deletes order 1
+    shipped = {r.rule for r in check_rules(zero_delete, MESSAGES, TICK).failures()}
+    assert "positive_size" in shipped  # LOBSTER deletes carry the size deleted
+    bare = zero_delete.select("ts_ns", "event_type", "order_id", "size", "price", "side", "source_row")
+    assert check_rules(bare, MESSAGES, TICK).passed  # order-by-order feeds delete filled orders with 0

@@ -366,6 +366,7 @@ def test_every_generated_day_passes_the_platforms_validation(tmp_path):
     assert {d.venue for d in days} == {"lobster", "mic", "crypto", "crypto_orders"}
     for day in days:
         venue = venues[day.venue]
-        table, _ = venue.with_book(day.read())  # MIC and the order feed: the book rebuilt from their orders
-        report = check_rules(table, venue.kind, venue.tick_for(day.instrument))
+        tick = venue.tick_for(day.instrument)
+        table, _ = venue.with_book(day.read(), tick)  # MIC and the order feed: the book rebuilt from their orders
+        report = check_rules(table, venue.kind, tick)
         assert report.passed, report.describe(day.source)

@@ -103,7 +103,7 @@ def build_validated_assets(venue: Venue, training: TrainingWindowSpec) -> dg.Ass
         day = find_day(venue, context)
         source = day.source if day else "(no longer in the data folder)"
         tick = venue.tick_for(instrument)
-        table, rebuilt = venue.with_book(raw)
+        table, rebuilt = venue.with_book(raw, tick)
         valid, rejected, report = split_valid_rejected(table, kind, tick, source)
         by_rule = {r.rule: r for r in report.results}
         levels = book_levels(table.columns)

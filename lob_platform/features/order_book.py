@@ -66,12 +66,14 @@ class RebuiltBook:
 
 
 def rebuild_book(messages: pl.DataFrame, levels: int = DEFAULT_LEVELS, resting: pl.DataFrame | None = None,
-                 prune_passed_levels: bool = False) -> RebuiltBook:
+                 prune_passed_levels: bool = False, skip: np.ndarray | None = None) -> RebuiltBook:
     """The book after each message of one day (unified message columns, in event order).
 
     ``resting``: orders resting before the first message (columns side, price, size, optional
     order_id), e.g. a snapshot table or a LOBSTER day's opening book. Rows whose event type, side,
-    price or size is missing change nothing (validation rejects them).
+    price or size is missing or not finite change nothing (validation rejects them), and so do the
+    rows ``skip`` marks (the validate step passes the rows a message rule rejects, so one
+    corrupted message does not leave a wrong order in the book for the rest of the day).
 
     ``prune_passed_levels``: for a feed known to be free of latency but to omit some events (a
     LOBSTER file holds only those touching its visible levels): a visible execution at a price
@@ -85,7 +87,7 @@ def rebuild_book(messages: pl.DataFrame, levels: int = DEFAULT_LEVELS, resting: 
     events = messages.select(opening.columns)
     if opening.height:
         events = pl.concat([opening, events], how="vertical_relaxed")
-    usable = pl.all_horizontal(pl.col("side", "price", "size").is_not_null())
+    usable = pl.col("side").is_not_null() & pl.col("price").is_finite().fill_null(False) & pl.col("size").is_finite().fill_null(False)
     ids = pl.col("order_id").fill_null(0)
     # dense order indices: the id's offset where ids are compact (the usual case), else its rank
     span = events.select(ids.filter(ids != 0).min().alias("low"), ids.filter(ids != 0).max().alias("high")).row(0)
@@ -97,11 +99,14 @@ def rebuild_book(messages: pl.DataFrame, levels: int = DEFAULT_LEVELS, resting: 
         order=pl.when(ids <= 0).then(-1).otherwise(dense),
         size=pl.col("size").fill_null(0.0))
     prices = events["price"]
-    price_values = prices.drop_nulls().unique().sort().to_numpy()
+    price_values = prices.drop_nulls().drop_nans().unique().sort().to_numpy()
     price_index = np.searchsorted(price_values, prices.fill_null(0.0).to_numpy()).astype(np.int64)
     order_index = columns["order"].to_numpy()
 
-    action = np.where(columns["usable"].to_numpy(), per_event_type(events["event_type"].cast(EventType), _ACTION, NO_CHANGE), NO_CHANGE)
+    usable = columns["usable"].to_numpy()
+    if skip is not None:
+        usable[opening.height:] &= ~np.asarray(skip, dtype=bool)
+    action = np.where(usable, per_event_type(events["event_type"].cast(EventType), _ACTION, NO_CHANGE), NO_CHANGE)
     out, crossed, unknown, reused = _replay(action, columns["side"].to_numpy(), order_index,
                                             price_index, columns["size"].to_numpy(), price_values,
                                             int(order_index.max(initial=-1)) + 1, opening.height, levels,
@@ -115,11 +120,13 @@ def rebuild_book(messages: pl.DataFrame, levels: int = DEFAULT_LEVELS, resting: 
     return RebuiltBook(book, int(unknown.sum()), int(reused.sum()), int(crossed.sum()), first)
 
 
-def with_rebuilt_book(messages: pl.DataFrame, levels: int = DEFAULT_LEVELS) -> tuple[pl.DataFrame, RebuiltBook]:
+def with_rebuilt_book(messages: pl.DataFrame, levels: int = DEFAULT_LEVELS,
+                      skip: np.ndarray | None = None) -> tuple[pl.DataFrame, RebuiltBook]:
     """The messages with their rebuilt book columns and ``book_crossed`` (source_row stays last)."""
-    rebuilt = rebuild_book(messages, levels)
+    rebuilt = rebuild_book(messages, levels, skip=skip)
     rest = [c for c in messages.columns if c != SOURCE_ROW]
-    return pl.concat([messages.select(rest), rebuilt.book, messages.select(SOURCE_ROW)], how="horizontal"), rebuilt
+    last = [c for c in messages.columns if c == SOURCE_ROW]
+    return pl.concat([messages.select(rest), rebuilt.book, messages.select(last)], how="horizontal"), rebuilt
 
 
 def reproduction_share(shipped: pl.DataFrame) -> dict[str, float]:
@@ -128,6 +135,8 @@ def reproduction_share(shipped: pl.DataFrame) -> dict[str, float]:
     every level. A LOBSTER message file holds only the events that touch its visible levels, so
     orders deeper in the book come and go unseen and the share is well below 1 on real days."""
     levels = book_levels(shipped.columns)
+    if levels == 0 or shipped.height < 2:
+        raise ValueError("reproduction_share needs a table with a book and at least two rows")
     first = shipped.row(0, named=True)
     resting = pl.DataFrame(
         [{"side": side, "price": first[f"{side}_price_{lv}"], "size": first[f"{side}_size_{lv}"]}

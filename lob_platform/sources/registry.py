@@ -24,10 +24,11 @@ from typing import Protocol
 import polars as pl
 
 from lob_platform.core.columns import REBUILT_BOOK
-from lob_platform.features.order_book import RebuiltBook, with_rebuilt_book
 from lob_platform.core.settings import data_root
 from lob_platform.core.tables import MESSAGES, SNAPSHOTS, TableKind
 from lob_platform.errors import ConfigError
+from lob_platform.features.order_book import RebuiltBook, with_rebuilt_book
+from lob_platform.validation.report import broken_rows
 from lob_platform.sources.catalog import Catalogue, DayFile
 from lob_platform.sources.crypto import SnapshotFormat
 from lob_platform.sources.lobster import LobsterFormat
@@ -43,7 +44,7 @@ class VenueFormat(Protocol):
 
     timezone: str
     weekdays_only: bool
-    book: str | None  # SHIPPED_BOOK, REBUILT_BOOK or None
+    book: str | None  # SHIPPED_BOOK, REBUILT_BOOK or None; a rebuilt one also has book_levels
 
     def tick_for(self, instrument: str) -> float | None: ...
     def discover(self, venue: str, folder: Path) -> list[DayFile]: ...
@@ -75,11 +76,13 @@ class Venue:
     def rebuilds_book(self) -> bool:
         return self.format.book == REBUILT_BOOK
 
-    def with_book(self, messages: pl.DataFrame) -> tuple[pl.DataFrame, RebuiltBook | None]:
-        """The messages with their rebuilt book where the venue rebuilds one (else as they are)."""
+    def with_book(self, messages: pl.DataFrame, tick: float | None) -> tuple[pl.DataFrame, RebuiltBook | None]:
+        """The messages with their rebuilt book where the venue rebuilds one (else as they are).
+        The rows a message rule rejects do not enter the book: a corrupted order would otherwise
+        stay in it and every later row break the book rules."""
         if not self.rebuilds_book:
             return messages, None
-        return with_rebuilt_book(messages, self.format.book_levels)
+        return with_rebuilt_book(messages, self.format.book_levels, skip=broken_rows(messages, self.kind, tick))
 
     @property
     def timezone(self) -> str:

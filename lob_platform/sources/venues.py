@@ -59,7 +59,6 @@ class ExchangeConfig:
     tick_size: float | Mapping[str, float] | None = None
     book_levels: int = 10
 
-
     def __post_init__(self) -> None:
         missing = [key for key, required in MAPPING_KEYS.items() if required and key not in self.column_mapping]
         unknown = [key for key in self.column_mapping if key not in MAPPING_KEYS]
@@ -70,7 +69,7 @@ class ExchangeConfig:
             )
         if self.time_unit not in TIME_UNITS:
             raise ConfigError(f"ExchangeConfig.time_unit {self.time_unit!r} is not one of {sorted(TIME_UNITS)}.")
-        if not isinstance(self.book_levels, int) or self.book_levels < 1:
+        if not isinstance(self.book_levels, int) or isinstance(self.book_levels, bool) or self.book_levels < 1:
             raise ConfigError(f"ExchangeConfig.book_levels must be a whole number of levels, 1 or more, not {self.book_levels!r}.")
         if self.trading_days not in ("weekdays", "all"):
             raise ConfigError(f"ExchangeConfig.trading_days must be 'weekdays' or 'all', not {self.trading_days!r}.")

@@ -16,14 +16,16 @@ message's resting order:
 
 The first row of each file in the table (where source rows start over) is taken as given, and
 a file's visible window is as deep as the most levels any of its rows shows. A row missing its
-event type, side, price or size is not judged (``no_nulls`` and ``known_codes``
-name it); the next row is compared with its book. Anything else breaks the rule at that row: a size that does not add up, a level that appears or
-vanishes without a message, a removal at a price inside the window where no level is. One bad
-row shows at the row itself (and, where a single orderbook row was changed, at the row after it,
-which is compared with the changed one); the report names the first rows.
+event type, side, price or size is not judged (``no_nulls`` and ``known_codes`` name it); the
+next row is compared with its book.
 
-Rows that differ on real days for a documented reason are not violations but are counted apart:
-none were found on the LOBSTER samples (AMZN and AAPL, 2012-06-21): every row follows.
+Anything else breaks the rule at that row: a size that does not add up, a level that appears or
+vanishes without a message, a removal at a price inside the window where no level is. Where the
+row before broke the rule and what it should have shown is fully known, a row is also accepted
+when it follows that, so a single changed orderbook row names itself, not its successor too.
+
+Every row of the real LOBSTER samples (AMZN 5 and 1 levels, AAPL 1 level, 2012-06-21) follows:
+no exception had to be documented.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ import numba
 import numpy as np
 import polars as pl
 
-from lob_platform.core.columns import SOURCE_ROW, book_levels, per_event_type
+from lob_platform.core.columns import SOURCE_ROW, EventType, book_levels, per_event_type
 
 UNCHANGED, ADDS, REMOVES = 0, 1, 2
 UNJUDGED, FIRST = 3, 4  # a field is missing (no_nulls, known_codes say so); the first row of a file (taken as given)
@@ -60,7 +62,7 @@ def book_breaks_messages(frame: pl.DataFrame) -> np.ndarray:
                             price=pl.col("price").fill_null(0.0), size=pl.col("size").fill_null(0.0),
                             depth=shown.max().over(file_start.cum_sum()).cast(pl.Int64))
     judged = messages["judged"].to_numpy()
-    effect = np.where(judged >= 0, judged, per_event_type(frame["event_type"], _EFFECT, UNCHANGED))
+    effect = np.where(judged >= 0, judged, per_event_type(frame["event_type"].cast(EventType), _EFFECT, UNCHANGED))
     return _breaks(effect, *(messages[c].to_numpy() for c in ("side", "price", "size", "depth")), prices, sizes)
 
 
@@ -80,10 +82,10 @@ def _breaks(effect, side, price, size, depth, prices, sizes):
     fallback_size = np.empty((2 * levels, 1))
     has_fallback = False
     for row in range(1, n):
-        if effect[row] == UNJUDGED or effect[row] == FIRST:
+        d = depth[row]
+        if effect[row] == UNJUDGED or effect[row] == FIRST or d == 0:  # d == 0: a file that shows no book
             has_fallback = False
             continue
-        d = depth[row]
         known = _expected(prices, sizes, row - 1, effect[row], side[row], price[row], size[row], d,
                           expected_price, expected_size)
         ok = known != IMPOSSIBLE and _matches(expected_price, expected_size, known == ENTERING, side[row], d,
@@ -97,13 +99,9 @@ def _breaks(effect, side, price, size, depth, prices, sizes):
             has_fallback = False
             continue
         broken[row] = True
-        # what this row should have shown: from what the previous row should have shown, where known
-        if has_fallback:
-            known = _expected(fallback_price, fallback_size, 0, effect[row], side[row], price[row], size[row], d,
-                              expected_price, expected_size)
-        else:
-            known = _expected(prices, sizes, row - 1, effect[row], side[row], price[row], size[row], d,
-                              expected_price, expected_size)
+        # what this row should have shown (from what the previous row should have shown, where
+        # known) is in expected_*: the last book computed above
+        known = fallback if has_fallback else known
         for s in range(2):
             for i in range(levels):
                 fallback_price[s * levels + i, 0] = expected_price[s, i]

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
 import pandera.errors
 import polars as pl
 
@@ -75,6 +76,14 @@ def violation_masks(frame: pl.DataFrame, kind: TableKind, tick: float | None) ->
     """One boolean column per applicable rule, computed in a single pass."""
     pairs = applicable(rules_of(kind), rule_context(frame.columns, tick))
     return [rule for rule, _ in pairs], frame.select([expr.alias(rule.name) for rule, expr in pairs])
+
+
+def broken_rows(frame: pl.DataFrame, kind: TableKind, tick: float | None) -> np.ndarray:
+    """True on the rows that break any rule that applies to the frame as it is."""
+    _, masks = violation_masks(frame, kind, tick)
+    if not masks.width:
+        return np.zeros(frame.height, dtype=bool)
+    return masks.select(pl.any_horizontal(pl.all())).to_series().to_numpy()
 
 
 def check_rules(frame: pl.DataFrame, kind: TableKind, tick: float | None) -> ValidationReport:

@@ -8,7 +8,8 @@ Each rule is True on the rows that break it. Documented exceptions, from real da
   anonymous rows at one timestamp are separate fills, not duplicates (the AMZN sample day
   has 48 such pairs);
 - status rows (halt, quoting/trading resumed) carry no size or price;
-- a delete may carry size 0: order-by-order feeds delete fully filled orders that way.
+- a delete may carry size 0 where the table ships no book of its own: order-by-order feeds
+  delete fully filled orders that way.
 """
 
 from __future__ import annotations
@@ -138,6 +139,13 @@ def _inconsistent_levels(ctx: Context) -> pl.Expr | None:
     return pl.any_horizontal(broken)
 
 
+def _not_positive_size(ctx: Context) -> pl.Expr:
+    broken = _is_order_event() & ~(pl.col("size") > 0)
+    if ctx["levels"] and not ctx["rebuilt"]:  # a shipped book: its deletes carry the size deleted
+        return broken
+    return broken & ~((pl.col("event_type") == "delete") & (pl.col("size") == 0))
+
+
 def _book_breaks_messages(ctx: Context) -> pl.Expr | None:
     """A sequential rule: the compiled replay of validation.book_consistency over the whole table."""
     if ctx["levels"] == 0:
@@ -197,8 +205,8 @@ MESSAGE_RULES: tuple[Rule, ...] = (
     Rule("known_codes", "event type and side are codes the venue mapping knows",
          lambda ctx: pl.col("event_type").is_null() | pl.col("side").is_null()),
     Rule("timestamps_sorted", "event time never goes backwards", _unsorted),
-    Rule("positive_size", "order events have a size above zero (a delete may carry 0: feeds delete filled orders so)",
-         lambda ctx: _is_order_event() & ~(pl.col("size") > 0) & ~((pl.col("event_type") == "delete") & (pl.col("size") == 0))),
+    Rule("positive_size", "order events have a size above zero (where no book is shipped, a delete may carry 0: "
+         "order-by-order feeds delete filled orders so)", _not_positive_size),
     Rule("price_on_tick_grid", "order events have a positive price on the tick grid (hidden fills: half tick)",
          lambda ctx: None if ctx["tick"] is None else _is_order_event() & (
              ~(pl.col("price") > 0) | pl.when(pl.col("event_type") == "execute_hidden")
