@@ -215,7 +215,7 @@ def _replay(action, side, order_index, price_index, size, price_values, n_orders
                 _take(known, count, anonymous, best, order_side[o], order_price[o], order_size[o], True)
             else:
                 order_size[o] -= q
-                _shrink(known, order_side[o], order_price[o], q)
+                known[order_side[o], order_price[o]] -= q
         elif kind == DELETE:
             live[o] = False
             _take(known, count, anonymous, best, order_side[o], order_price[o], order_size[o], True)
@@ -252,13 +252,13 @@ def _clear_through(known, count, anonymous, generation, best, s, p, inclusive):
         q += step
         if not 0 <= q < known.shape[1]:
             break
-    while 0 <= q < known.shape[1] and not _occupied(known, count, anonymous, s, q):
+    while 0 <= q < known.shape[1] and not _occupied(count, anonymous, s, q):
         q += step
     best[s] = q if 0 <= q < known.shape[1] else -1
 
 
 @numba.njit(cache=True)
-def _occupied(known, count, anonymous, s, p):
+def _occupied(count, anonymous, s, p):
     return count[s, p] > 0 or anonymous[s, p] > _EMPTY_SIZE
 
 
@@ -272,11 +272,6 @@ def _add(volume, count, best, s, p, q, is_order):
 
 
 @numba.njit(cache=True)
-def _shrink(known, s, p, q):
-    known[s, p] -= q
-
-
-@numba.njit(cache=True)
 def _take(known, count, anonymous, best, s, p, q, is_order):
     """Remove a whole named order (``is_order``) or ``q`` of anonymous volume; move the best
     price past a level that empties."""
@@ -285,10 +280,10 @@ def _take(known, count, anonymous, best, s, p, q, is_order):
         known[s, p] = 0.0 if count[s, p] == 0 else known[s, p] - q
     else:
         anonymous[s, p] -= q
-    if p == best[s] and not _occupied(known, count, anonymous, s, p):
+    if p == best[s] and not _occupied(count, anonymous, s, p):
         step = -1 if s == 0 else 1
         n_prices = known.shape[1]
-        while 0 <= p < n_prices and not _occupied(known, count, anonymous, s, p):
+        while 0 <= p < n_prices and not _occupied(count, anonymous, s, p):
             p += step
         best[s] = p if 0 <= p < n_prices else -1
 
@@ -303,7 +298,7 @@ def _write_levels(out, k, known, anonymous, count, best, price_values, levels):
         p = best[s]
         level = 0
         while level < levels and 0 <= p < n_prices:
-            if _occupied(known, count, anonymous, s, p):
+            if _occupied(count, anonymous, s, p):
                 out[4 * level + offset, k] = price_values[p]
                 out[4 * level + offset + 1, k] = known[s, p] + anonymous[s, p]
                 level += 1
