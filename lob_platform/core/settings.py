@@ -4,7 +4,8 @@
   default ``./warehouse``), so a fresh clone works with no edited file. ``LOB_MODEL_SIZE=tiny``
   selects the small model configurations (``ModelSpecs.tiny``) that CI and the main job train;
   the default, ``full``, is the seeds' values. ``LOB_MODEL_FAMILIES`` (comma-separated, empty for
-  none) limits which model families get assets.
+  none) limits which model families get assets (``panel_transformer`` and ``ssm_hippo`` are the
+  crypto panel's).
 - Everything else is a frozen spec whose defaults are the documented ones: event/book features
   and labels (``FeatureConfig``), bins (an unfitted ``BinEdges``), the training window of every fit
   (``TrainingWindowSpec``), token sequences (``SequenceSpec``) and the crypto panel
@@ -27,7 +28,7 @@ from typing import Any
 from lob_platform.errors import ConfigError
 from lob_platform.features.crypto_panel import PanelConfig
 from lob_platform.features.table import FeatureConfig
-from lob_platform.models.specs import ModelSpecs
+from lob_platform.models.specs import PANEL_FAMILIES, ModelSpecs
 from lob_platform.tokens.bins import BinEdges
 from lob_platform.tokens.sequences import SEQ_LEN, STRIDE
 
@@ -82,8 +83,10 @@ def load_settings() -> Settings:
     if size not in MODEL_SIZES:
         raise ConfigError(f"LOB_MODEL_SIZE={size!r}: use one of {sorted(MODEL_SIZES)}.")
     models = MODEL_SIZES[size]()
-    if "LOB_MODEL_FAMILIES" in os.environ:  # e.g. "lightgbm,lstm"; empty: no model assets
-        models = dataclasses.replace(models, families=tuple(f for f in os.environ["LOB_MODEL_FAMILIES"].split(",") if f))
+    if "LOB_MODEL_FAMILIES" in os.environ:  # e.g. "lightgbm,lstm,ssm_hippo"; empty: no model assets
+        named = [f for f in os.environ["LOB_MODEL_FAMILIES"].split(",") if f]
+        models = dataclasses.replace(models, families=tuple(f for f in named if f not in PANEL_FAMILIES),
+                                     panel_families=tuple(f for f in named if f in PANEL_FAMILIES))
     return Settings(data_root=data_root(), warehouse_root=warehouse_root(), models=models)
 
 

@@ -8,6 +8,7 @@ from lob_platform.defs.automation import build_automation, build_jobs
 from lob_platform.defs.crypto_panel import build_panel_asset
 from lob_platform.defs.features import build_feature_assets
 from lob_platform.defs.models import build_model_assets
+from lob_platform.defs.panel_models import build_panel_model_assets
 from lob_platform.defs.raw import build_raw_asset, build_raw_schema_check
 from lob_platform.defs.resources import WarehouseIOManager
 from lob_platform.defs.streaming import build_streaming_assets
@@ -25,6 +26,7 @@ def build_definitions(venues: list[Venue], settings: Settings | None = None) -> 
     assets += [asset for v in venues if v.kind is MESSAGES for asset in build_feature_assets(v, settings)]
     assets += [asset for v in venues if v.kind is MESSAGES and v.has_book for asset in build_model_assets(v, settings)]
     assets += [build_panel_asset(v, settings) for v in venues if v.kind is SNAPSHOTS]
+    assets += [asset for v in venues if v.kind is SNAPSHOTS for asset in build_panel_model_assets(v, settings)]
     streaming = [item for v in venues if v.kind is MESSAGES and v.has_book for item in build_streaming_assets(v, settings)]
     assets += [item for item in streaming if isinstance(item, dg.AssetsDefinition)]
     assets.append(build_catalogue_asset([key for asset in assets for key in asset.keys]))

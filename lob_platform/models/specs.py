@@ -10,6 +10,12 @@ and the main job train.
   made (``threshold``: the platform's flat-share threshold on the k-event return; ``smoothed``:
   the labelling of the published LOB benchmarks, DeepLOB / TLOB).
 
+- ``PanelTransformerSpec``: the Jung & Lee (2024) encoder-decoder transformers on the crypto panel
+  (3 heads, embedding 126, 3 + 3 layers, dropout 0.1, batch 4, learning rate 1e-4 after 1000
+  warm-up steps, 50 epochs, early stopping after 5), one per forecast horizon x pair.
+- ``SSMHippoSpec``: the SSM-HiPPO forecaster (HiPPO-LegS-initialised state-space layers over
+  patches of 16, stride 8, with channel attention; lookback 96 -> forecast 32 on 24 channels).
+
 ``ModelSpecs`` bundles them; ``ModelSpecs.tiny()`` is the configuration of CI and the main job.
 """
 
@@ -20,6 +26,8 @@ from dataclasses import dataclass, field, replace
 from lob_platform.errors import ConfigError
 
 FAMILIES = ("lightgbm", "logistic_regression", "random_forest", "lstm")
+PANEL_FAMILIES = ("panel_transformer", "ssm_hippo")
+"""The crypto panel's forecasters (the Jung & Lee transformers, SSM-HiPPO)."""
 TABULAR_FAMILIES = FAMILIES[:3]
 FAMILY_TITLES = {"lightgbm": "LightGBM", "logistic_regression": "logistic regression",
                  "random_forest": "random forest", "lstm": "LSTM"}
@@ -123,6 +131,82 @@ class LSTMSpec:
 
 FamilySpec = LightGBMSpec | LogisticRegressionSpec | RandomForestSpec | LSTMSpec
 
+HORIZONS = {"1min": 12, "2min": 24, "3min": 36, "5min": 60}
+"""Forecast horizons of the panel transformers: name -> 5-second steps."""
+PANEL_PAIRS = {"btc": "BTCUSDT", "eth": "ETHUSDT", "sol": "SOLUSDT", "wld": "WLDUSDT"}
+"""Target pairs of the panel transformers: short name -> panel pair."""
+
+
+@dataclass(frozen=True)
+class PanelTrainingSpec:
+    """How a panel forecaster trains: Adam with a linear warm-up to ``learning_rate`` over
+    ``warmup_steps`` optimiser steps, then constant; early stopping on validation loss."""
+
+    batch_size: int = 4
+    learning_rate: float = 1e-4
+    warmup_steps: int = 1000
+    epochs: int = 50
+    patience: int = 5  # epochs without a better validation loss before a model stops
+    train_stride: int = 1  # a training window starts every this many grid steps
+    eval_stride: int = 1  # a test window (a forecast origin) every this many grid steps
+    max_train_windows: int | None = None  # the most recent ones (None: all)
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if min(self.batch_size, self.epochs, self.patience, self.train_stride, self.eval_stride) < 1 or self.warmup_steps < 0:
+            raise ConfigError(f"panel training: batch_size, epochs, patience and strides must be >= 1; got {self}")
+
+
+@dataclass(frozen=True)
+class PanelTransformerSpec:
+    """The Jung & Lee transformer: every panel value of ``context`` steps in, one binance_perp
+    pair's 20 book values out for each of the next ``HORIZONS[h]`` steps."""
+
+    context: int = 120  # 10 minutes of 5 s steps
+    d_model: int = 126
+    n_heads: int = 3
+    encoder_layers: int = 3
+    decoder_layers: int = 3
+    dropout: float = 0.1
+    structural_weight: float = 0.01  # loss = MSE + this x the structural loss
+    target_exchange: str = "binance_perp"
+    horizons: tuple[str, ...] = tuple(HORIZONS)
+    pairs: tuple[str, ...] = tuple(PANEL_PAIRS)
+    training: PanelTrainingSpec = field(default_factory=PanelTrainingSpec)
+
+    def __post_init__(self) -> None:
+        bad = [h for h in self.horizons if h not in HORIZONS] + [p for p in self.pairs if p not in PANEL_PAIRS]
+        if bad or self.d_model % self.n_heads or self.context < 2:
+            raise ConfigError(f"PanelTransformerSpec: unknown horizons/pairs {bad} (known {list(HORIZONS)}, "
+                              f"{list(PANEL_PAIRS)}), or d_model {self.d_model} not divisible by n_heads {self.n_heads}, "
+                              f"or context < 2")
+
+
+@dataclass(frozen=True)
+class SSMHippoSpec:
+    """The SSM-HiPPO forecaster of one exchange-pair's 24 book channels
+    (``lob_platform.datasets.panel.SSM_CHANNELS``)."""
+
+    exchange: str = "binance_perp"
+    pair: str = "BTCUSDT"
+    lookback: int = 96
+    forecast: int = 32
+    patch_len: int = 16
+    patch_stride: int = 8
+    d_model: int = 128
+    d_state: int = 16
+    n_layers: int = 4
+    n_heads: int = 4  # channel attention
+    dropout: float = 0.1
+    coherence_weight: float = 0.1  # loss = MSE + this x MSE of the step-to-step changes (temporal coherence)
+    training: PanelTrainingSpec = field(default_factory=lambda: PanelTrainingSpec(batch_size=32, learning_rate=1e-3,
+                                                                                   warmup_steps=100))
+
+    def __post_init__(self) -> None:
+        if self.patch_len > self.lookback or self.d_model % self.n_heads or min(self.patch_stride, self.d_state, self.n_layers) < 1:
+            raise ConfigError(f"SSMHippoSpec: need patch_len <= lookback, d_model divisible by n_heads, positive "
+                              f"patch_stride, d_state, n_layers; got {self}")
+
 
 @dataclass(frozen=True)
 class TabularFeatureSpec:
@@ -152,7 +236,8 @@ mean and standard deviation."""
 
 @dataclass(frozen=True)
 class ModelSpecs:
-    families: tuple[str, ...] = FAMILIES  # the families that get assets
+    families: tuple[str, ...] = FAMILIES  # the families that get assets on venues with a book
+    panel_families: tuple[str, ...] = PANEL_FAMILIES  # the panel forecasters that get assets
     labels: LabelSpec = field(default_factory=LabelSpec)
     tabular_features: TabularFeatureSpec = field(default_factory=TabularFeatureSpec)
     validation_fraction: float = 0.2  # of the training window's rows, the last ones (chronologically)
@@ -162,11 +247,13 @@ class ModelSpecs:
     logistic_regression: LogisticRegressionSpec = field(default_factory=LogisticRegressionSpec)
     random_forest: RandomForestSpec = field(default_factory=RandomForestSpec)
     lstm: LSTMSpec = field(default_factory=LSTMSpec)
+    panel_transformer: PanelTransformerSpec = field(default_factory=PanelTransformerSpec)
+    ssm_hippo: SSMHippoSpec = field(default_factory=SSMHippoSpec)
 
     def __post_init__(self) -> None:
-        unknown = [f for f in self.families if f not in FAMILIES]
+        unknown = [f for f in self.families if f not in FAMILIES] + [f for f in self.panel_families if f not in PANEL_FAMILIES]
         if unknown:
-            raise ConfigError(f"unknown model families {unknown}; known: {FAMILIES}")
+            raise ConfigError(f"unknown model families {unknown}; known: {FAMILIES + PANEL_FAMILIES}")
 
     def of(self, family: str) -> FamilySpec:
         if family not in FAMILIES:
@@ -190,4 +277,13 @@ class ModelSpecs:
                    logistic_regression=LogisticRegressionSpec(max_iter=300, search=search),
                    random_forest=RandomForestSpec(n_estimators=24, max_depth=8, min_samples_leaf=20, max_samples=0.2,
                                                   search=search),
-                   lstm=LSTMSpec(hidden_size=16, num_layers=1, batch_size=256, epochs=4, patience=2, train_stride=2))
+                   lstm=LSTMSpec(hidden_size=16, num_layers=1, batch_size=256, epochs=4, patience=2, train_stride=2),
+                   panel_transformer=PanelTransformerSpec(context=24, d_model=24, n_heads=3, encoder_layers=1,
+                                                          decoder_layers=1, training=TINY_PANEL_TRAINING),
+                   ssm_hippo=SSMHippoSpec(lookback=48, forecast=16, patch_len=8, patch_stride=4, d_model=16, d_state=8,
+                                          n_layers=1, n_heads=2, training=replace(TINY_PANEL_TRAINING, learning_rate=1e-3,
+                                                                                  train_stride=1, epochs=4)))
+
+
+TINY_PANEL_TRAINING = PanelTrainingSpec(batch_size=64, learning_rate=2e-3, warmup_steps=20, epochs=3, patience=2,
+                                        train_stride=6, eval_stride=12, max_train_windows=6_000)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import base64
 import io
 
+import numpy as np
+
 import matplotlib
 
 matplotlib.use("Agg")
@@ -38,8 +40,23 @@ def training_curve(family: str, label: str, history: list[dict]) -> bytes:
                   label="validation (per trial)")
         axis.set_xlabel("search trial")
     axis.set_ylabel("cross-entropy")
-    axis.set_title(f"{FAMILY_TITLES[family]}, {label}")
+    axis.set_title(f"{FAMILY_TITLES.get(family, family)}" + (f", {label}" if label else ""))
     axis.legend()
+    figure.tight_layout()
+    return _png(figure)
+
+
+def forecast_plot(name: str, origins_ns: np.ndarray, forecast_mid: np.ndarray, realised_mid: np.ndarray, step_s: int) -> bytes:
+    """The mid forecast 1 step and the whole horizon ahead against the mid that came, over the test
+    day; ``forecast_mid`` and ``realised_mid`` are (forecast origins, steps), plotted at the time forecast."""
+    figure, axis = plt.subplots(figsize=(7, 3.5))
+    at = lambda step: (origins_ns + step * step_s * 1_000_000_000).astype("datetime64[ns]")  # noqa: E731
+    axis.plot(at(1), realised_mid[:, 0], color="black", linewidth=0.8, label="realised mid")
+    for step in sorted({1, forecast_mid.shape[1]}):
+        axis.plot(at(step), forecast_mid[:, step - 1], linewidth=0.8, label=f"forecast {step} step(s) ahead")
+    axis.set_title(f"{name}: mid forecast against realised (test day)")
+    axis.legend(fontsize=7)
+    figure.autofmt_xdate()
     figure.tight_layout()
     return _png(figure)
 
