@@ -69,7 +69,7 @@ def _timed(train, windows: Windows, n_models: int, training) -> float:
     if torch.cuda.is_available():
         torch.cuda.synchronize()
     seconds = time.perf_counter() - started
-    trained = len(windows.starts("train", training.train_stride)[-training.max_train_windows:])
+    trained = len(windows.training_windows(training)[0])
     return trained * n_models / seconds
 
 
@@ -80,8 +80,7 @@ def measure(size: str, n_windows: int, where: torch.device) -> list[tuple[str, f
     span = spec.context + max(HORIZONS.values())
     rows = panel_rows(n_windows + span + n_windows // 8 + span, len(price_columns(CONFIG)), price_columns(CONFIG))
     scaler = PanelScaler.fit(rows.values, rows.rows_of("train"), price_columns(CONFIG), spec.context)
-    every_target = np.concatenate([target_columns(CONFIG, spec.target_exchange, p) for p in PANEL_PAIRS.values()])
-    windows = Windows(rows, scaler, spec.context, max(HORIZONS.values()), every_target)
+    windows = Windows(rows, scaler, spec.context, max(HORIZONS.values()))
     sixteen = [(h, p) for h in HORIZONS for p in PANEL_PAIRS]
     figures = [("one transformer", transformer_run(spec, sixteen[:1], windows, where)),
                ("sixteen stacked", transformer_run(spec, sixteen, windows, where))]
@@ -93,7 +92,7 @@ def measure(size: str, n_windows: int, where: torch.device) -> list[tuple[str, f
                           np.arange(len(SSM_CHANNELS)) < 3)
     relative = np.arange(len(SSM_CHANNELS)) < 3
     ssm_windows = Windows(ssm_rows, PanelScaler.fit(ssm_rows.values, ssm_rows.rows_of("train"), relative, ssm_spec.lookback),
-                          ssm_spec.lookback, ssm_spec.forecast, np.array([0]))
+                          ssm_spec.lookback, ssm_spec.forecast)
     task = ForecastTask("ssm_hippo", np.arange(len(SSM_CHANNELS)), ssm_spec.forecast)
     figures.append(("SSM-HiPPO", _timed(lambda: train_forecasters([build_ssm(ssm_spec)], [task], [coherence_loss(ssm_spec.coherence_weight)],
                                                                    ssm_windows, ssm_training, where, lambda _: None),

@@ -41,6 +41,11 @@ MODEL_METRICS = "model_metrics"
 MODEL_TABLES = (TRAINED_MODELS, PREDICTIONS, MODEL_METRICS)
 """Tables of each model family's day D (hive key ``model`` = the family): the models trained for D
 on its window, their predictions on D and their out-of-sample metrics."""
+FORECAST_METRICS = "forecast_metrics"
+FORECASTS = "forecasts"
+"""Tables of each crypto panel forecaster's date D (hive key ``model`` = the model): its errors on D
+beside the baselines, and (SSM-HiPPO) its forecasts. Not ``model_metrics``: these partitions have
+no instrument, and one view cannot mix the two layouts."""
 DERIVED_PER_DAY = (FEATURES, *FIT_CHAIN)
 """Tables of a message venue's instrument-day derived from its validated messages."""
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
+from datetime import datetime, timezone
 from pathlib import Path
 
 import dagster as dg
@@ -21,6 +22,7 @@ import torch
 from lob_platform.core.settings import load_settings
 from lob_platform.datasets.panel import (PanelRows, PanelScaler, complete_targets, panel_matrix, split_rows, ssm_matrix,
                                          target_columns, window_starts)
+from lob_platform.defs.automation import panel_forecaster_requests
 from lob_platform.defs.models import GPU_POOL, GPU_STEP_TAGS
 from lob_platform.defs.panel_models import SUMMARY, build_panel_model_assets, transformer_models
 from lob_platform.defs.resources import WarehouseIOManager
@@ -38,6 +40,7 @@ from lob_platform.storage import write_partition
 from lob_platform.training import forecast_metrics as fm
 from lob_platform.training import store
 from lob_platform.training.panel import ForecastTask, Windows, book_structure_loss, coherence_loss, train_forecasters
+from lob_platform.warehouse import query, refresh_views
 from lob_platform.training.panel_forecast import build_transformer, fit_ssm, fit_transformers, transformer_name
 
 CPU = torch.device("cpu")
@@ -120,8 +123,8 @@ def test_windows_over_a_gap_or_before_a_pair_starts_are_skipped_and_counted():
     assert usable.min() == 25  # the first window whose last context step sees the pair
     assert not np.any((usable + 9 >= 60) & (usable + 5 < 65)) and {50, 60} <= set(usable)
     windows = Windows(PanelRows(values, np.isnan(values), np.arange(100), {"train": [(0, 100)]}),
-                      PanelScaler(np.array([False, False]), np.zeros(2), np.ones(2)), 6, 4, np.array([1]))
-    assert len(windows.starts("train", 1)) == ok.sum() and windows.incomplete["train"] == (~ok).sum()
+                      PanelScaler(np.array([False, False]), np.zeros(2), np.ones(2)), 6, 4)
+    assert windows.complete(ForecastTask("a", np.array([1]), 4), windows.starts("train", 1)).tolist() == ok.tolist()
 
 
 def test_target_columns_are_one_instrument_in_panel_order():
@@ -139,7 +142,7 @@ def random_windows(n: int = 96, columns: int = 8, seed: int = 0) -> Windows:
     cut = n * 2 // 3
     rows = PanelRows(values, np.zeros_like(values, dtype=bool), np.arange(n), {"train": [(0, cut)], "validation": [(cut, n)]})
     scaler = PanelScaler.fit(values, np.arange(cut), np.zeros(columns, dtype=bool), 8)
-    return Windows(rows, scaler, 8, 4, np.arange(columns))
+    return Windows(rows, scaler, 8, 4)
 
 
 class Linear(torch.nn.Module):
@@ -262,6 +265,20 @@ def test_dlinear_learns_a_trend_that_persistence_misses():
     assert np.mean((predicted - future[200:]) ** 2) < 0.01 * np.mean((last[200:, None, :] - future[200:]) ** 2)
 
 
+def test_a_pair_missing_from_the_target_venue_skips_its_models_and_trains_the_others(tmp_path):
+    panels = market_panels(tmp_path, crypto_hours_per_day=1.0)
+    wld = [c for c in panels[MONDAY].columns if c.startswith("binance_perp.WLDUSDT.") and c.endswith(tuple("12345"))]
+    panels = {d: f.with_columns(pl.lit(None, pl.Float64).alias(c) for c in wld) for d, f in panels.items()}
+    spec = dataclasses.replace(ModelSpecs.tiny().panel_transformer,
+                               training=dataclasses.replace(ModelSpecs.tiny().panel_transformer.training, epochs=1))
+    results, skipped = fit_transformers(panels, TUESDAY, PREVIOUS_DAYS, 0.6, 0.2, spec, CONFIG, [("1min", "btc"), ("1min", "wld")],
+                                        CPU, lambda _: None)
+    assert [r.name for r in results] == ["transformer_1min_btc"]
+    assert list(skipped) == ["transformer_1min_wld"] and "0 training" in skipped["transformer_1min_wld"]
+    with pytest.raises(TrainingDataError, match="no selected transformer can be trained"):
+        fit_transformers(panels, TUESDAY, PREVIOUS_DAYS, 0.6, 0.2, spec, CONFIG, [("1min", "wld")], CPU, lambda _: None)
+
+
 # ---- learning on the synthetic market
 
 
@@ -280,12 +297,12 @@ def market_panels(root: Path, **overrides) -> dict[str, pl.DataFrame]:
 
 LEARNING = dataclasses.replace(ModelSpecs.tiny().panel_transformer, horizons=("1min",), pairs=("btc",),
                                training=dataclasses.replace(ModelSpecs.tiny().panel_transformer.training, train_stride=1,
-                                                            epochs=4, max_train_windows=None))
+                                                            epochs=3, max_train_windows=None))
 
 
 def forecaster(panels, target_exchange: str):
     spec = dataclasses.replace(LEARNING, target_exchange=target_exchange)
-    [result] = fit_transformers(panels, TUESDAY, PREVIOUS_DAYS, 0.6, 0.2, spec, CONFIG, [("1min", "btc")], CPU, lambda _: None)
+    [result], _ = fit_transformers(panels, TUESDAY, PREVIOUS_DAYS, 0.6, 0.2, spec, CONFIG, [("1min", "btc")], CPU, lambda _: None)
     return result.summary
 
 
@@ -338,13 +355,13 @@ def materialize(panel_market, keys: list[str], date: str, **config) -> dg.Execut
 def test_all_sixteen_train_together_and_the_summary_compares_them(panel_market):
     _, instance, warehouse = panel_market
     names = [transformer_name(h, p) for h, p in transformer_models()]
-    result = materialize(panel_market, [f"crypto/{n}/model_metrics" for n in names] + ["crypto/ssm_hippo/model_metrics",
+    result = materialize(panel_market, [f"crypto/{n}/forecast_metrics" for n in names] + ["crypto/ssm_hippo/forecast_metrics",
                          "crypto/ssm_hippo/forecasts", f"crypto/{SUMMARY}"], TUESDAY)
     assert result.success
     steps = [e for e in result.all_events if e.event_type_value == "STEP_START"]
     assert len([e for e in steps if "panel_transformers" in e.step_key]) == 1  # the sixteen in one step
     for name in names:
-        metrics = pl.read_parquet(warehouse.path("model_metrics", "crypto", TUESDAY, model=name))
+        metrics = pl.read_parquet(warehouse.path("forecast_metrics", "crypto", TUESDAY, model=name))
         assert {"price_bps_mse", "price_ticks_mae", "volume_mse", "direction_accuracy", "crossed_share"} <= set(metrics["metric"])
         assert metrics.filter(pl.col("metric") == "price_bps_mse").height == metrics["horizon_steps"][0]
         assert set(metrics["fit_scope"]) == {PREVIOUS_DAYS} and set(metrics["fit_dates"]) == {MONDAY}
@@ -354,6 +371,11 @@ def test_all_sixteen_train_together_and_the_summary_compares_them(panel_market):
     table = record.asset_materialization.metadata["comparison"].value
     assert all(name in table for name in names) and "data:image/png;base64" in record.asset_materialization.metadata[
         "forecast_vs_realised"].value
+    refresh_views(warehouse.root)  # the comparison in DuckDB, beside every other table
+    _, rows = query(warehouse.root, "select count(distinct model) from forecast_metrics where metric = 'price_bps_mse'")
+    assert rows == [(16,)]
+    _, rows = query(warehouse.root, "select count(*) from panel_forecast_summary")
+    assert rows == [(17,)]
     forecasts = pl.read_parquet(warehouse.path("forecasts", "crypto", TUESDAY, model="ssm_hippo"))
     assert forecasts["step"].max() == ModelSpecs.tiny().ssm_hippo.forecast and forecasts["mid_forecast"].is_finite().all()
     assert (forecasts["target_ts_ns"] > forecasts["origin_ts_ns"]).all()
@@ -378,14 +400,14 @@ def test_checkpoints_hold_the_seed_layout_and_reload_to_the_same_forecasts(panel
 
 def test_one_model_alone_on_a_same_day_split(panel_market):
     _, _, warehouse = panel_market
-    result = materialize(panel_market, ["crypto/transformer_1min_sol/model_metrics"], MONDAY)
+    result = materialize(panel_market, ["crypto/transformer_1min_sol/forecast_metrics"], MONDAY)
     assert result.success
-    assert set(pl.read_parquet(warehouse.path("model_metrics", "crypto", MONDAY, model="transformer_1min_sol"))["fit_scope"]) == {SAME_DAY_SPLIT}
-    assert not warehouse.path("model_metrics", "crypto", MONDAY, model="transformer_1min_btc").exists()
+    assert set(pl.read_parquet(warehouse.path("forecast_metrics", "crypto", MONDAY, model="transformer_1min_sol"))["fit_scope"]) == {SAME_DAY_SPLIT}
+    assert not warehouse.path("forecast_metrics", "crypto", MONDAY, model="transformer_1min_btc").exists()
 
 
 def test_a_date_without_its_panel_waits_and_says_for_what(panel_market):
-    result = materialize(panel_market, ["crypto/ssm_hippo/model_metrics", "crypto/ssm_hippo/forecasts"], "2024-03-06")
+    result = materialize(panel_market, ["crypto/ssm_hippo/forecast_metrics", "crypto/ssm_hippo/forecasts"], "2024-03-06")
     assert not result.success
     failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
     error = failure.event_specific_data.error
@@ -403,3 +425,11 @@ def test_training_steps_are_in_the_gpu_pool_with_gpu_tags(panel_market):
 def panel_spec(config: dict):
     training = PanelTrainingSpec(**config.pop("training"))
     return PanelTransformerSpec(**{k: tuple(v) if isinstance(v, list) else v for k, v in config.items()}, training=training)
+
+
+def test_nightly_schedule_asks_for_yesterdays_forecasters_once_its_panel_is_built(panel_market):
+    crypto = venue_named("crypto")
+    [request] = panel_forecaster_requests([crypto], datetime(2024, 3, 6, 3, tzinfo=timezone.utc))
+    assert request.partition_key == TUESDAY and request.job_name is None  # the schedule's own job
+    skipped = panel_forecaster_requests([crypto], datetime(2024, 3, 8, 3, tzinfo=timezone.utc))
+    assert isinstance(skipped, dg.SkipReason) and "2024-03-07" in skipped.skip_message

@@ -123,14 +123,14 @@ def ssm_matrix(frame: pl.DataFrame, exchange: str, pair: str, config: PanelConfi
 def split_rows(days: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]], date: str, scope: str,
                train_fraction: float, validation_fraction: float, key_columns: np.ndarray) -> PanelRows:
     """Lay the window's days (ISO date -> (values, untrusted, ts_ns)) and ``date`` end to end and
-    mark each split's segments (module docstring). Fractions count the rows where every
+    mark each split's segments (module docstring). Fractions count the rows where some
     ``key_columns`` value is present, so a capture shorter than a day still gets its validation
     and test parts where its data is."""
     if date not in days:
         raise TrainingDataError(f"the panel of {date} is not among the days read: materialize it first.")
     order = sorted(d for d in days if d != date) + [date]
     values = np.concatenate([days[d][0] for d in order])
-    present = ~np.isnan(values[:, key_columns]).any(axis=1)
+    present = (~np.isnan(values[:, key_columns])).any(axis=1)
     bounds = np.cumsum([0, *(len(days[d][0]) for d in order)])
     span = {d: (int(bounds[i]), int(bounds[i + 1])) for i, d in enumerate(order)}
     segments: dict[str, list[tuple[int, int]]] = {"train": [], "validation": [], "test": []}
@@ -195,11 +195,16 @@ class PanelScaler:
         """Every row scaled (relative columns not yet referenced to a window's last step)."""
         return ((values - self.center) / self.scale).astype(np.float32)
 
-    def window_inputs(self, z: np.ndarray, untrusted: np.ndarray, starts: np.ndarray, context: int) -> tuple[np.ndarray, np.ndarray]:
-        """(inputs, missing) of windows starting at ``starts``: (windows, context, columns) each."""
+    def window_inputs(self, z: np.ndarray, untrusted: np.ndarray, starts: np.ndarray, context: int,
+                      columns: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(inputs, missing) of windows starting at ``starts``: (windows, context, columns) each, of
+        every column or only ``columns``."""
+        relative = self.relative
+        if columns is not None:
+            z, untrusted, relative = z[:, columns], untrusted[:, columns], relative[columns]
         rows = starts[:, None] + np.arange(context)[None, :]
         x = z[rows]
-        x = x - np.where(self.relative, np.nan_to_num(z[starts + context - 1]), 0.0)[:, None, :]
+        x = x - np.where(relative, np.nan_to_num(z[starts + context - 1]), 0.0)[:, None, :]
         missing = untrusted[rows] | np.isnan(x)
         return np.where(missing, 0.0, x).astype(np.float32), missing
 

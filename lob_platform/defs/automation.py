@@ -1,7 +1,7 @@
 """Jobs per venue and the automation that keeps the warehouse consistent with the data folder.
 
 Three sensors, evaluated by the daemon under ``dagster dev`` and by the main job in the
-foreground (``lob_platform.main_job``), and a schedule:
+foreground (``lob_platform.main_job``), and schedules:
 
 - ``new_raw_files`` registers new instruments and requests one run per new or re-delivered
   instrument-day: raw -> validated -> features, plus the day's fit chain (fit, tokens, labels)
@@ -17,7 +17,9 @@ foreground (``lob_platform.main_job``), and a schedule:
 - ``nightly_retraining_{venue}`` (02:00 UTC) ingests whatever arrived and was not ingested yet, retrains
   every stale day (the same logic as ``refit_training_windows``) and trains the models of each
   instrument's next trading day, on the days up to today, so they are ready before it opens;
-  their predictions follow when that day's data arrives.
+  their predictions follow when that day's data arrives;
+- ``nightly_panel_forecasters`` (03:00 UTC) trains the crypto panel forecasters of yesterday on the
+  dates before it and scores them on it, once yesterday's panel is built.
 
 A run key carries a digest of the inputs a run is for, so the same state is requested once.
 """
@@ -34,6 +36,7 @@ from lob_platform.core.tables import MESSAGES, REPORT_TABLE, SNAPSHOTS
 from lob_platform.defs.crypto_panel import panel_inputs
 from lob_platform.defs.features import fit_spec_hash, resolve_window
 from lob_platform.defs.models import model_key, model_keys
+from lob_platform.defs.panel_models import GROUP as PANEL_MODELS_GROUP
 from lob_platform.defs.partitions import in_partition_range, instruments_of, partition_key, trading_date
 from lob_platform.defs.raw import venue_key
 from lob_platform.defs.streaming import STREAM_EVALUATION, stream_evaluation_job_name
@@ -48,6 +51,7 @@ IN_FLIGHT = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.Dag
              dg.DagsterRunStatus.STARTED]
 CATALOGUE_JOB = "refresh_duckdb_catalog"
 PANEL_JOB = "build_crypto_panel"
+PANEL_FORECASTERS_JOB = "train_panel_forecasters"
 
 
 def ingest_job_name(venue: Venue) -> str:
@@ -82,6 +86,10 @@ def build_jobs(venues: list[Venue], settings: Settings) -> list:
     jobs += [dg.define_asset_job(PANEL_JOB, selection=dg.AssetSelection.assets(venue_key(v, PANEL)),
                                  description="The 5 s crypto panel of one date, from every instrument's validated snapshots.")
              for v in venues if v.kind is SNAPSHOTS]
+    jobs += [dg.define_asset_job(PANEL_FORECASTERS_JOB, selection=dg.AssetSelection.groups(PANEL_MODELS_GROUP), description=(
+                 "The crypto panel forecasters of one date (the sixteen transformers, SSM-HiPPO, the summary), trained on "
+                 "the dates before it and scored on it."))
+             for v in venues if v.kind is SNAPSHOTS and settings.models.panel_families][:1]
     jobs += [dg.define_asset_job(stream_evaluation_job_name(v), selection=dg.AssetSelection.assets(venue_key(v, STREAM_EVALUATION)),
                                  description="Evaluate what the streaming path predicted for one instrument-day (`lob stream run`).")
              for v in venues if v.kind is MESSAGES and v.has_book]
@@ -237,6 +245,16 @@ def nightly_requests(venue: Venue, settings: Settings, instance: dg.DagsterInsta
     return requests
 
 
+def panel_forecaster_requests(venues: list[Venue], evaluated_at: datetime) -> list[dg.RunRequest] | dg.SkipReason:
+    """The panel forecasters of the day before ``evaluated_at`` where its panel is built."""
+    yesterday = (evaluated_at.date() - timedelta(days=1)).isoformat()
+    built = [v for v in venues if Warehouse(warehouse_root()).path(PANEL, v.name, yesterday).exists()]
+    if not built:
+        return dg.SkipReason(f"no crypto panel of {yesterday} yet: the forecasters of that date wait for it")
+    return [dg.RunRequest(run_key=f"panel-forecasters|{v.name}|{yesterday}", partition_key=yesterday,
+                          tags={"lob/venue": v.name, "lob/what": "panel forecasters"}) for v in built]
+
+
 def panel_requests(venues: list[Venue], instance: dg.DagsterInstance) -> list[dg.RunRequest]:
     """The panels of dates whose instruments are all validated and whose inputs changed or that have none."""
     requests = []
@@ -304,6 +322,16 @@ def build_automation(venues: list[Venue], settings: Settings, jobs: dict) -> tup
         return nightly_retraining
 
     schedules = [nightly(v) for v in venues]
+    if PANEL_FORECASTERS_JOB in jobs:
+        panel_venues = [v for v in venues if v.kind is SNAPSHOTS]
+
+        @dg.schedule(name="nightly_panel_forecasters", cron_schedule="0 3 * * *", execution_timezone="UTC",
+                     job=jobs[PANEL_FORECASTERS_JOB], default_status=dg.DefaultScheduleStatus.RUNNING)
+        def nightly_panel_forecasters(context: dg.ScheduleEvaluationContext):
+            """Each night: the panel forecasters of yesterday, once its panel is built."""
+            return panel_forecaster_requests(panel_venues, context.scheduled_execution_time)
+
+        schedules.append(nightly_panel_forecasters)
     sensors = [new_raw_files]
     sensors += [refit_training_windows] if message_jobs else []
     sensors += [rebuild_crypto_panels] if any(v.kind is SNAPSHOTS for v in venues) else []

@@ -1,8 +1,8 @@
 """The panel forecasters of the crypto venue, daily partitioned by training-end date D:
 
-    panel_5s (the window's days and D) -> transformer_{1,2,3,5}min_{btc,eth,sol,wld}/model_metrics (16)
-                                       -> ssm_hippo/model_metrics + ssm_hippo/forecasts
-    every model_metrics of D ---------> panel_forecast_summary
+    panel_5s (the window's days and D) -> transformer_{1,2,3,5}min_{btc,eth,sol,wld}/forecast_metrics (16)
+                                       -> ssm_hippo/forecast_metrics + ssm_hippo/forecasts
+    every forecast_metrics of D ------> panel_forecast_summary
 
 - **The 16 Jung & Lee transformers** are one multi-asset with a subsettable output per (horizon,
   pair): selecting one model, every pair of a horizon (``crypto/transformer_1min_*``), every
@@ -10,7 +10,7 @@
   selected models together on the same input windows (``lob_platform.training.panel``). Each
   model is saved in the model store (best and final checkpoints with optimiser state, target
   indices, configuration and history); its asset is its out-of-sample errors on D beside
-  persistence and DLinear (DuckDB view ``model_metrics``, hive key ``model`` = its name).
+  persistence and DLinear (DuckDB view ``forecast_metrics``, hive key ``model`` = its name).
 - **SSM-HiPPO**: its errors, and its forecasts of D (the market-making backtest reads them).
 - **panel_forecast_summary**: every model of D side by side (markdown in the UI, DuckDB view
   ``panel_forecast_summary``) with a plot of forecast against realised for one pair.
@@ -40,7 +40,7 @@ from lob_platform.defs.models import GPU_POOL, GPU_STEP_TAGS, markdown_table
 from lob_platform.defs.partitions import trading_date
 from lob_platform.defs.raw import venue_key
 from lob_platform.features.training_window import WindowPlan, plan_training_window
-from lob_platform.lineage import MODEL_METRICS, PANEL, InputsNotReady, Warehouse
+from lob_platform.lineage import FORECAST_METRICS, FORECASTS, PANEL, InputsNotReady, Warehouse
 from lob_platform.models.specs import HORIZONS, PANEL_PAIRS, PanelTrainingSpec, PanelTransformerSpec, SSMHippoSpec
 from lob_platform.sources.registry import Venue
 from lob_platform.training import plots, store
@@ -48,7 +48,6 @@ from lob_platform.training.panel_forecast import ForecastResult, checkpoint, fit
 from lob_platform.training.sequence import device
 
 SSM = "ssm_hippo"
-FORECASTS = "forecasts"
 SUMMARY = "panel_forecast_summary"
 GROUP = "crypto_panel_models"
 
@@ -147,7 +146,7 @@ def metrics_frame(result: ForecastResult, version: str, target: str, plan: Windo
         fit_dates=pl.lit(",".join(plan.dates)))
 
 
-def _metadata(result: ForecastResult, version: str, folder: Path, plan: WindowPlan, plot: bytes, spec) -> dict:
+def _metadata(result: ForecastResult, version: str, folder: Path, plan: WindowPlan, plot: bytes, spec, loss: str) -> dict:
     s = result.summary
     return {
         "verdict": s["verdict"],
@@ -157,7 +156,7 @@ def _metadata(result: ForecastResult, version: str, folder: Path, plan: WindowPl
         "window": f"{plan.scope}: {', '.join(plan.dates)}",
         "summary": dg.MetadataValue.json({k: v for k, v in s.items() if k != "verdict"}),
         "forecast_vs_realised": dg.MetadataValue.md(plots.markdown_image(plot, result.name)),
-        "training_curve": dg.MetadataValue.md(plots.markdown_image(plots.training_curve(result.name, "", result.trained.history), result.name)),
+        "training_curve": dg.MetadataValue.md(plots.markdown_image(plots.training_curve(result.name, "", result.trained.history, loss), result.name)),
         "config": dg.MetadataValue.json(dataclasses.asdict(spec)),
     }
 
@@ -185,7 +184,7 @@ def summarised_models(families: tuple[str, ...]) -> list[str]:
 def _transformers(venue: Venue, settings: Settings, panel: dg.AssetDep) -> dg.AssetsDefinition:
     base = settings.models.panel_transformer
     outs = {transformer_name(h, p): dg.AssetOut(
-        key=[venue.name, transformer_name(h, p), MODEL_METRICS], kinds={"pytorch", "parquet"}, is_required=False,
+        key=[venue.name, transformer_name(h, p), FORECAST_METRICS], kinds={"pytorch", "parquet"}, is_required=False,
         description=(f"The Jung & Lee encoder-decoder transformer forecasting the {base.target_exchange} {PANEL_PAIRS[p]} book "
                      f"(5 levels x bid/ask x price/volume) {HORIZONS[h]} steps ({h}) ahead from the whole panel, trained on "
                      "the days before this date; its out-of-sample errors on this date beside persistence and DLinear "
@@ -200,15 +199,18 @@ def _transformers(venue: Venue, settings: Settings, panel: dg.AssetDep) -> dg.As
         selected = [(h, p) for h, p in transformer_models() if transformer_name(h, p) in context.op_execution_context.selected_output_names]
         plan = panel_window(venue, date, settings)
         context.log.info(f"{len(selected)} transformer(s) on {plan.scope}: {', '.join(plan.dates)}")
-        results = fit_transformers(read_panels(venue, plan), date, plan.scope, settings.training.train_fraction,
-                                   settings.models.validation_fraction, spec, settings.panel, selected,
-                                   device(context.log.info), context.log.info)
-        for (h, p), result in zip(selected, results):
-            target = f"{spec.target_exchange}.{PANEL_PAIRS[p]}"
+        results, skipped = fit_transformers(read_panels(venue, plan), date, plan.scope, settings.training.train_fraction,
+                                            settings.models.validation_fraction, spec, settings.panel, selected,
+                                            device(context.log.info), context.log.info)
+        for name, reason in skipped.items():
+            context.log.warning(f"{name} is not trained for {date}: {reason}. The other selected models are.")
+        pair_of = {transformer_name(h, p): p for h, p in selected}
+        for result in results:
+            target = f"{spec.target_exchange}.{PANEL_PAIRS[pair_of[result.name]]}"
             plot = plots.forecast_plot(result.name, result.origins_ns, result.forecast_mid, result.realised_mid, settings.panel.step_s)
             version, folder = save_model(venue, result, date, target, spec, plan, plot)
             yield dg.Output(metrics_frame(result, version, target, plan), output_name=result.name,
-                            metadata=_metadata(result, version, folder, plan, plot, spec))
+                            metadata=_metadata(result, version, folder, plan, plot, spec, "MSE + structural loss (scaled)"))
 
     return panel_transformers
 
@@ -218,7 +220,7 @@ def _ssm(venue: Venue, settings: Settings, panel: dg.AssetDep) -> dg.AssetsDefin
 
     @dg.multi_asset(
         name=f"{venue.name}_ssm_hippo",
-        outs={MODEL_METRICS: dg.AssetOut(key=[venue.name, SSM, MODEL_METRICS], kinds={"pytorch", "parquet"}, description=(
+        outs={FORECAST_METRICS: dg.AssetOut(key=[venue.name, SSM, FORECAST_METRICS], kinds={"pytorch", "parquet"}, description=(
                   "The SSM-HiPPO forecaster of one exchange-pair's 24 book channels, trained on the days before this date: "
                   "its out-of-sample errors on this date beside persistence and DLinear.")),
               FORECASTS: dg.AssetOut(key=[venue.name, SSM, FORECASTS], kinds={"polars", "parquet"}, description=(
@@ -234,8 +236,8 @@ def _ssm(venue: Venue, settings: Settings, panel: dg.AssetDep) -> dg.AssetsDefin
         target = f"{spec.exchange}.{spec.pair}"
         plot = plots.forecast_plot(SSM, result.origins_ns, result.forecast_mid, result.realised_mid, settings.panel.step_s)
         version, folder = save_model(venue, result, date, target, spec, plan, plot)
-        yield dg.Output(metrics_frame(result, version, target, plan), output_name=MODEL_METRICS,
-                        metadata=_metadata(result, version, folder, plan, plot, spec))
+        yield dg.Output(metrics_frame(result, version, target, plan), output_name=FORECAST_METRICS,
+                        metadata=_metadata(result, version, folder, plan, plot, spec, "MSE + temporal coherence (scaled)"))
         yield dg.Output(forecast_frame(result, settings.panel.step_s, version), output_name=FORECASTS,
                         metadata={"model_version": version, "origins": len(result.origins_ns)})
 
@@ -255,7 +257,7 @@ def forecast_frame(result: ForecastResult, step_s: int, version: str) -> pl.Data
 
 
 def _summary(venue: Venue, settings: Settings, models: list[str]) -> dg.AssetsDefinition:
-    @dg.asset(key=[venue.name, SUMMARY], deps=[[venue.name, m, MODEL_METRICS] for m in models], partitions_def=trading_date,
+    @dg.asset(key=[venue.name, SUMMARY], deps=[[venue.name, m, FORECAST_METRICS] for m in models], partitions_def=trading_date,
               group_name=GROUP, kinds={"polars", "parquet"}, description=(
                   "Every panel forecaster of this date side by side: its error against persistence and DLinear on the same "
                   "test windows, direction accuracy of the mid, the share of crossed or non-monotone forecast books, and "
@@ -265,14 +267,14 @@ def _summary(venue: Venue, settings: Settings, models: list[str]) -> dg.AssetsDe
         warehouse = Warehouse(warehouse_root())
         rows, missing = [], []
         for model in models:
-            path = warehouse.path(MODEL_METRICS, venue.name, date, model=model)
+            path = warehouse.path(FORECAST_METRICS, venue.name, date, model=model)
             if not path.exists():
                 missing.append(model)
                 continue
             rows.append(summary_from_metrics(model, pl.read_parquet(path)))
         if not rows:
             raise InputsNotReady(f"no panel forecaster of {date} is materialized: materialize some first "
-                                 f"(for example {venue.name}/{models[0]}/{MODEL_METRICS}).")
+                                 f"(for example {venue.name}/{models[0]}/{FORECAST_METRICS}).")
         table = pl.DataFrame(rows, schema_overrides={"crossed_share": pl.Float64, "non_monotone_share": pl.Float64})
         plot_model = next(r["model"] for r in rows)
         plot_path = next(Path(warehouse.root, "models", f"venue={venue.name}", f"model={plot_model}").rglob(
@@ -290,7 +292,7 @@ def _summary(venue: Venue, settings: Settings, models: list[str]) -> dg.AssetsDe
 
 
 def summary_from_metrics(model: str, frame: pl.DataFrame) -> dict:
-    """A model's summary row, from its model_metrics partition."""
+    """A model's summary row, from its forecast_metrics partition."""
     whole = {r["metric"]: r for r in frame.filter(pl.col("step").is_null()).iter_rows(named=True)}
     error_metric = "price_bps_mse" if frame["metric"].str.starts_with("price_").any() else "mid_bps_mse"
     per_step = frame.filter(pl.col("metric") == error_metric)

@@ -50,24 +50,24 @@ class ForecastTask:
 
 
 class Windows:
-    """The scaled rows of a window's days and the usable window starts of each split."""
+    """The scaled rows of a window's days, the windows of each split and each model's targets."""
 
-    def __init__(self, rows: PanelRows, scaler: PanelScaler, context: int, span_horizon: int, target_columns: np.ndarray):
-        self.rows, self.scaler, self.context = rows, scaler, context
+    def __init__(self, rows: PanelRows, scaler: PanelScaler, context: int, span_horizon: int):
+        self.rows, self.scaler, self.context, self.span_horizon = rows, scaler, context, span_horizon
         self.z = scaler.standardised(rows.values)
-        self.span_horizon, self.target_columns = span_horizon, target_columns
-        self.incomplete: dict[str, int] = {}
 
-    def starts(self, split: str, stride: int) -> np.ndarray:
-        """Starts of the split's windows every ``stride`` steps whose targets are all present
-        (the others are counted in ``incomplete``)."""
-        starts = window_starts(self.rows.segments[split], self.context + self.span_horizon, stride)
-        ok = complete_targets(self.rows.values, starts, self.context, self.span_horizon, self.target_columns)
-        self.incomplete[split] = int((~ok).sum())
-        return starts[ok]
+    def starts(self, split: str, stride: int, horizon: int | None = None) -> np.ndarray:
+        """Starts of the split's windows (context + ``horizon``, by default the longest configured
+        one) inside one segment, every ``stride`` steps."""
+        return window_starts(self.rows.segments[split], self.context + (horizon or self.span_horizon), stride)
 
-    def inputs(self, starts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        return self.scaler.window_inputs(self.z, self.rows.untrusted, starts, self.context)
+    def complete(self, task: ForecastTask, starts: np.ndarray) -> np.ndarray:
+        """Boolean per window: every target value of ``task`` is there (its last context step and horizon)."""
+        return complete_targets(self.rows.values, starts, self.context, task.horizon, task.columns)
+
+    def inputs(self, starts: np.ndarray, columns: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(inputs, missing) of the windows: every column, or only ``columns``."""
+        return self.scaler.window_inputs(self.z, self.rows.untrusted, starts, self.context, columns)
 
     def targets(self, task: ForecastTask, starts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return self.scaler.window_targets(self.z, starts, self.context, task.horizon, task.columns)
@@ -77,6 +77,27 @@ class Windows:
 
     def future_raw(self, task: ForecastTask, starts: np.ndarray) -> np.ndarray:
         return self.rows.values[(starts[:, None] + self.context + np.arange(task.horizon))[:, :, None], task.columns[None, None, :]]
+
+    def training_windows(self, spec: PanelTrainingSpec) -> tuple[np.ndarray, np.ndarray]:
+        """(training, validation) window starts shared by every model of a run."""
+        train = self.starts("train", spec.train_stride)
+        return (train if spec.max_train_windows is None else train[-spec.max_train_windows:]), self.starts("validation", spec.train_stride)
+
+
+def untrainable(windows: Windows, tasks: list[ForecastTask], spec: PanelTrainingSpec, eval_stride: int | None) -> dict[str, str]:
+    """Why each model that cannot be trained (and, with an ``eval_stride``, scored) cannot: too few
+    windows with all its targets (its pair missing from the target venue, or trading only part of
+    the window)."""
+    train, validation = windows.training_windows(spec)
+    reasons = {}
+    for task in tasks:
+        counts = (int(windows.complete(task, train).sum()), int(windows.complete(task, validation).sum()),
+                  int(windows.complete(task, windows.starts("test", eval_stride, task.horizon)).sum()) if eval_stride else 1)
+        if counts[0] < MIN_WINDOWS or counts[1] < 1 or counts[2] < 1:
+            reasons[task.name] = (f"{counts[0]} training, {counts[1]} validation and {counts[2]} test windows have every "
+                                  f"target value (need {MIN_WINDOWS}, 1 and 1): its pair is missing from the target venue "
+                                  "on those days, or trades too little of them")
+    return reasons
 
 
 Loss = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
@@ -121,14 +142,10 @@ def train_forecasters(modules: list[nn.Module], tasks: list[ForecastTask], losse
 
 
 def _train(modules, tasks, losses, windows, spec, where, log):
-    train = windows.starts("train", spec.train_stride)
-    if spec.max_train_windows is not None:
-        train = train[-spec.max_train_windows:]
-    validation = windows.starts("validation", spec.train_stride)
-    if len(train) < MIN_WINDOWS or len(validation) < 1:
-        raise TrainingDataError(f"too few complete windows to train on: {len(train)} training and {len(validation)} "
-                                f"validation windows (need {MIN_WINDOWS} and 1; {windows.incomplete} skipped for missing "
-                                "targets). Give the window more panel days or shorten the context and horizons.")
+    train, validation = windows.training_windows(spec)
+    if too_few := untrainable(windows, tasks, spec, None):
+        raise TrainingDataError("too few complete windows to train on: " + "; ".join(f"{k}: {v}" for k, v in too_few.items())
+                                + ". Give the window more panel days or shorten the context and horizons.")
     torch.manual_seed(spec.seed)
     stacks = [_Stack(modules, [i for i, t in enumerate(tasks) if t.horizon == h], where)
               for h in sorted({t.horizon for t in tasks})]
@@ -138,29 +155,29 @@ def _train(modules, tasks, losses, windows, spec, where, log):
     n = len(tasks)
     results = [TrainedForecaster(t.name, {}, {}, {}) for t in tasks]
     best_loss, stale, active = [float("inf")] * n, [0] * n, [True] * n
+    place = {i: (s, k) for s in stacks for k, i in enumerate(s.members)}  # model -> (its stack, its slot)
     log(f"{n} model(s) in {len(stacks)} stack(s): {len(train):,} training and {len(validation):,} validation windows")
     for epoch in range(1, spec.epochs + 1):
         started = time.perf_counter()
         for s in stacks:
             s.base.train()
         shuffled = train[torch.randperm(len(train), generator=order).numpy()]
-        totals = np.zeros(n)
+        totals, counts = np.zeros(n), np.zeros(n)
         for begin in range(0, len(shuffled), spec.batch_size):
-            chunk = shuffled[begin:begin + spec.batch_size]
             optimizer.zero_grad()
-            per_model = _batch_losses(stacks, tasks, losses, windows, chunk, where)
+            per_model, valid = _batch_losses(stacks, tasks, losses, windows, shuffled[begin:begin + spec.batch_size], where)
             torch.stack(per_model).sum().backward()
             optimizer.step()
             schedule.step()
-            totals += np.array([v.item() for v in per_model]) * len(chunk)
+            totals += np.array([v.item() for v in per_model]) * valid
+            counts += valid
         validation_losses = evaluate_losses(stacks, tasks, losses, windows, validation, where)
         seconds = time.perf_counter() - started
         for i in range(n):
             if not active[i]:
                 continue
-            k = next(s for s in stacks if i in s.members).members.index(i)
-            stack = next(s for s in stacks if i in s.members)
-            record = {"epoch": epoch, "train_loss": float(totals[i] / len(train)), "validation_loss": float(validation_losses[i])}
+            stack, k = place[i]
+            record = {"epoch": epoch, "train_loss": float(totals[i] / counts[i]), "validation_loss": float(validation_losses[i])}
             results[i].history.append(record)
             if record["validation_loss"] < best_loss[i] - 1e-9:
                 best_loss[i], stale[i] = record["validation_loss"], 0
@@ -178,29 +195,35 @@ def _train(modules, tasks, losses, windows, spec, where, log):
     return results
 
 
-def _batch_losses(stacks, tasks, losses, windows, starts, where) -> list[torch.Tensor]:
+def _batch_losses(stacks, tasks, losses, windows, starts, where) -> tuple[list[torch.Tensor], np.ndarray]:
+    """Each model's loss over the windows of the batch that have all its targets, and their counts."""
     x, missing = (torch.from_numpy(a).to(where) for a in windows.inputs(starts))
     per_model: list[torch.Tensor | None] = [None] * len(tasks)
+    valid_counts = np.zeros(len(tasks))
     for s in stacks:
         targets = [windows.targets(tasks[i], starts) for i in s.members]
-        last = torch.from_numpy(np.stack([t[0] for t in targets])).to(where)
-        future = torch.from_numpy(np.stack([t[1] for t in targets])).to(where)
+        last = torch.from_numpy(np.nan_to_num(np.stack([t[0] for t in targets]))).to(where)
+        future = torch.from_numpy(np.nan_to_num(np.stack([t[1] for t in targets]))).to(where)
         out = s(x, missing, last)
         for k, i in enumerate(s.members):
+            valid = windows.complete(tasks[i], starts)
+            valid_counts[i] = valid.sum()
+            keep = torch.from_numpy(valid).to(where)
             raw = torch.from_numpy(windows.last_raw(tasks[i], starts)).to(where)
-            per_model[i] = losses[i](out[k], future[k], raw)
-    return per_model
+            per_model[i] = losses[i](out[k][keep], future[k][keep], raw[keep]) if valid.any() else out[k].sum() * 0
+    return per_model, valid_counts
 
 
 @torch.no_grad()
 def evaluate_losses(stacks, tasks, losses, windows, starts, where, batch_size: int = 256) -> np.ndarray:
     for s in stacks:
         s.base.eval()
-    totals = np.zeros(len(tasks))
+    totals, counts = np.zeros(len(tasks)), np.zeros(len(tasks))
     for begin in range(0, len(starts), batch_size):
-        chunk = starts[begin:begin + batch_size]
-        totals += np.array([v.item() for v in _batch_losses(stacks, tasks, losses, windows, chunk, where)]) * len(chunk)
-    return totals / max(len(starts), 1)
+        per_model, valid = _batch_losses(stacks, tasks, losses, windows, starts[begin:begin + batch_size], where)
+        totals += np.array([v.item() for v in per_model]) * valid
+        counts += valid
+    return totals / np.maximum(counts, 1)
 
 
 def _optimizer_state(optimizer: torch.optim.Adam, stack: _Stack, k: int) -> dict:

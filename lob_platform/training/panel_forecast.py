@@ -28,7 +28,7 @@ from lob_platform.models.ssm_hippo import SSMHippo
 from lob_platform.sources.crypto import CRYPTO_TICKS
 from lob_platform.training import forecast_metrics as fm
 from lob_platform.training.panel import (ForecastTask, TrainedForecaster, Windows, coherence_loss, forecast,
-                                         train_forecasters, transformer_loss)
+                                         train_forecasters, transformer_loss, untrainable)
 
 MAX_DLINEAR_WINDOWS = 20_000
 
@@ -72,28 +72,37 @@ def _seeded(seed: int, name: str, build: Callable[[], torch.nn.Module]) -> torch
 
 def fit_transformers(panels: dict[str, pl.DataFrame], date: str, scope: str, train_fraction: float,
                      validation_fraction: float, spec: PanelTransformerSpec, config: PanelConfig,
-                     selected: list[tuple[str, str]], where: torch.device, log: Callable[[str], None]) -> list[ForecastResult]:
+                     selected: list[tuple[str, str]], where: torch.device,
+                     log: Callable[[str], None]) -> tuple[list[ForecastResult], dict[str, str]]:
     """Train the (horizon, pair) transformers of ``selected`` on the window's panels (ISO date ->
-    panel frame, ``date`` included) and score them on ``date``'s test rows."""
+    panel frame, ``date`` included) and score them on ``date``'s test rows. Returns the results and,
+    for each selected model that cannot be trained and scored (its pair missing from the target
+    venue in the window or on ``date``), why; the others train. None trainable is an error."""
     every_target = np.concatenate([target_columns(config, spec.target_exchange, PANEL_PAIRS[p]) for p in spec.pairs])
     rows = split_rows({d: (*panel_matrix(f, config), f["ts_ns"].to_numpy()) for d, f in panels.items()}, date, scope,
                       train_fraction, validation_fraction, every_target)
     scaler = PanelScaler.fit(rows.values, rows.rows_of("train"), price_columns(config), spec.context)
-    windows = Windows(rows, scaler, spec.context, max(HORIZONS[h] for h in spec.horizons), every_target)
-    tasks = [ForecastTask(transformer_name(h, p), target_columns(config, spec.target_exchange, PANEL_PAIRS[p]), HORIZONS[h])
-             for h, p in selected]
+    windows = Windows(rows, scaler, spec.context, max(HORIZONS[h] for h in spec.horizons))
+    every_task = [ForecastTask(transformer_name(h, p), target_columns(config, spec.target_exchange, PANEL_PAIRS[p]), HORIZONS[h])
+                  for h, p in selected]
+    skipped = untrainable(windows, every_task, spec.training, spec.training.eval_stride)
+    if len(skipped) == len(every_task):
+        raise TrainingDataError("no selected transformer can be trained on this window: "
+                                + "; ".join(f"{k}: {v}" for k, v in skipped.items()))
+    tasks = [t for t in every_task if t.name not in skipped]
+    pairs = {transformer_name(h, p): p for h, p in selected}
     modules = [_seeded(spec.training.seed, t.name, lambda t=t: build_transformer(spec, config, t.horizon)) for t in tasks]
     losses = [transformer_loss(t, scaler, config.levels, spec.structural_weight, where) for t in tasks]
     trained = train_forecasters(modules, tasks, losses, windows, spec.training, where, log)
     results = []
-    for task, state, (h, p) in zip(tasks, trained, selected):
+    for task, state in zip(tasks, trained):
         module = build_transformer(spec, config, task.horizon)
         module.load_state_dict(state.best)
-        tick = CRYPTO_TICKS[PANEL_PAIRS[p]]
+        tick = CRYPTO_TICKS[PANEL_PAIRS[pairs[task.name]]]
         results.append(_evaluate(task, state, module, windows, spec.training.eval_stride, where,
                                  lambda last: fm.book_quantities(config.levels, tick, fm.book_mid(last)),
                                  fm.book_mid, config.levels))
-    return results
+    return results, skipped
 
 
 def fit_ssm(panels: dict[str, pl.DataFrame], date: str, scope: str, train_fraction: float, validation_fraction: float,
@@ -104,7 +113,7 @@ def fit_ssm(panels: dict[str, pl.DataFrame], date: str, scope: str, train_fracti
                       date, scope, train_fraction, validation_fraction, channels[[0]])
     relative = np.isin(np.array(SSM_CHANNELS), SSM_RELATIVE)
     scaler = PanelScaler.fit(rows.values, rows.rows_of("train"), relative, spec.lookback)
-    windows = Windows(rows, scaler, spec.lookback, spec.forecast, channels[[0]])  # a window needs its mid
+    windows = Windows(rows, scaler, spec.lookback, spec.forecast)
     task = ForecastTask("ssm_hippo", channels, spec.forecast)
     module = _seeded(spec.training.seed, task.name, lambda: build_ssm(spec))
     [state] = train_forecasters([module], [task], [coherence_loss(spec.coherence_weight)], windows, spec.training, where, log)
@@ -126,21 +135,21 @@ def _evaluate(task: ForecastTask, state: TrainedForecaster, module: torch.nn.Mod
               where: torch.device, quantities: Callable[[np.ndarray], dict], mid_of: Callable[[np.ndarray], np.ndarray],
               book_levels: int | None) -> ForecastResult:
     """The model, persistence and DLinear on every test window of the day (a forecast origin every ``stride`` steps)."""
-    test = windows.starts("test", stride)
+    test = windows.starts("test", stride, task.horizon)
+    complete = windows.complete(task, test)
+    test, skipped = test[complete], int((~complete).sum())
     if not len(test):
-        raise TrainingDataError(f"{task.name}: the test day has no complete window ({windows.incomplete.get('test', 0)} "
-                                "skipped for missing targets): nothing to score.")
+        raise TrainingDataError(f"{task.name}: the test day has no complete window ({skipped} skipped for missing "
+                                "targets): nothing to score.")
     predicted = forecast(module, windows, task, test, where)
     realised = windows.future_raw(task, test)
     last = windows.last_raw(task, test)
     persistence = np.repeat(last[:, None, :], task.horizon, axis=1)
-    train = windows.starts("train", max(stride, 1))[-MAX_DLINEAR_WINDOWS:]
-    x_train, _ = windows.inputs(train)
-    last_train, future_train = windows.targets(task, train)
-    linear = DLinear.fit(x_train[:, :, task.columns], last_train, future_train)
-    x_test, _ = windows.inputs(test)
+    train = windows.starts("train", stride, task.horizon)
+    train = train[windows.complete(task, train)][-MAX_DLINEAR_WINDOWS:]
+    linear = DLinear.fit(windows.inputs(train, task.columns)[0], *windows.targets(task, train))
     last_test, _ = windows.targets(task, test)
-    dlinear = windows.scaler.unscale(linear.predict(x_test[:, :, task.columns], last_test), last, task.columns)
+    dlinear = windows.scaler.unscale(linear.predict(windows.inputs(test, task.columns)[0], last_test), last, task.columns)
     forecasts = {"model": predicted, "persistence": persistence, "dlinear": dlinear}
     measured = quantities(last)
     errors = fm.error_rows(realised, forecasts, measured)
@@ -150,7 +159,7 @@ def _evaluate(task: ForecastTask, state: TrainedForecaster, module: torch.nn.Mod
     true_mid, last_mid = mid_of(realised), mid_of(last)
     summary = {
         "model": task.name, "horizon_steps": task.horizon, "test_windows": len(test),
-        "skipped_windows": dict(windows.incomplete),
+        "test_windows_skipped": skipped,  # a target missing: a stale gap beyond the fill limit, a pair not trading yet
         **{f"{first_quantity}_mse_{k}": v for k, v in fm.mean_over_steps(errors, first_quantity, "mse").items()},
         **{f"{first_quantity}_mae_{k}": v for k, v in fm.mean_over_steps(errors, first_quantity, "mae").items()},
         "direction_accuracy": fm.direction_accuracy(true_mid, mid_of(predicted), last_mid),

@@ -27,8 +27,8 @@ def markdown_image(png: bytes, title: str) -> str:
     return f"![{title}](data:image/png;base64,{base64.b64encode(png).decode()})"
 
 
-def training_curve(family: str, label: str, history: list[dict]) -> bytes:
-    """Per epoch (sequence models) or per search trial (tabular): training and validation loss."""
+def training_curve(family: str, label: str, history: list[dict], loss: str = "cross-entropy") -> bytes:
+    """Per epoch (sequence models) or per search trial (tabular): training and validation ``loss``."""
     figure, axis = plt.subplots(figsize=(5, 3))
     if history and "epoch" in history[0]:
         x = [h["epoch"] for h in history]
@@ -39,7 +39,7 @@ def training_curve(family: str, label: str, history: list[dict]) -> bytes:
         axis.plot([h["trial"] + 1 for h in history], [h["validation_log_loss"] for h in history], marker="o",
                   label="validation (per trial)")
         axis.set_xlabel("search trial")
-    axis.set_ylabel("cross-entropy")
+    axis.set_ylabel(loss)
     axis.set_title(f"{FAMILY_TITLES.get(family, family)}" + (f", {label}" if label else ""))
     axis.legend()
     figure.tight_layout()

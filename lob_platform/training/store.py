@@ -4,6 +4,8 @@
         manifest.json   what the model is and what made it (below)
         model.pkl       a fitted scikit-learn / LightGBM estimator   (or model.pt: a torch state dict)
         *.png           its training curve and reliability diagram
+        *_model.pt      the panel forecasters: the best and final checkpoints (state dict,
+                        optimiser state, target indices, configuration, history)
 
 The manifest records the model family, label and classes, the configuration and its hash, the
 training window (scope, dates, the feature partitions read and their versions), the feature
@@ -64,16 +66,16 @@ def serialise(model) -> tuple[bytes, str]:
     return pickle.dumps(model, protocol=5), "model.pkl"
 
 
-def save(folder: Path, manifest: dict, model, images: dict[str, bytes] | None = None) -> str:
-    """Write the model, its images and manifest; return the model's version (a hash of the
-    model bytes and the manifest)."""
+def save(folder: Path, manifest: dict, model, files: dict[str, bytes] | None = None) -> str:
+    """Write the model, the files that go with it (images, checkpoints: name -> bytes) and the
+    manifest; return the model's version (a hash of the model bytes and the manifest)."""
     data, name = serialise(model)
     manifest = {**manifest, "model_file": name, "model_sha256": hashlib.sha256(data).hexdigest(),
                 "libraries": library_versions()}
     text = json.dumps(manifest, indent=2, sort_keys=True, default=str).encode()
     write_atomically(folder / name, data)
-    for image, png in (images or {}).items():
-        write_atomically(folder / image, png)
+    for name, data in (files or {}).items():
+        write_atomically(folder / name, data)
     write_atomically(folder / MANIFEST, text)
     return _version(data, text)
 
