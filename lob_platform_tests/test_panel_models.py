@@ -315,14 +315,15 @@ def test_transformer_finds_the_planted_lead_lag_and_not_where_there_is_none(tmp_
     assert follower["price_bps_mse_model"] < 0.85 * follower["price_bps_mse_persistence"]
     assert follower["price_bps_mse_model"] < follower["price_bps_mse_dlinear"]  # DLinear reads the target alone
     assert follower["direction_accuracy"] > 0.6
-    leader = forecaster(panels, "binance_perp")  # nothing leads the leader
-    assert not leader["beats_persistence"] and leader["verdict"].startswith("does NOT beat persistence"), leader["verdict"]
     quiet_panels = market_panels(tmp_path / "quiet", lead_lag_s=30.0, lead_lag_strength=0.0)  # no venue leads
     quiet = forecaster(quiet_panels, "bybit_spot")
     assert not quiet["beats_persistence"] and quiet["price_bps_mse_model"] < 1.05 * quiet["price_bps_mse_persistence"], quiet["verdict"]
-    # SSM-HiPPO reads one exchange-pair's own channels: a random-walk mid leaves it at persistence
-    ssm = fit_ssm(quiet_panels, TUESDAY, PREVIOUS_DAYS, 0.6, 0.2, ModelSpecs.tiny().ssm_hippo, CONFIG, CPU, lambda _: None).summary
-    assert not ssm["beats_persistence"] and ssm["mid_bps_mse_model"] < 1.1 * ssm["mid_bps_mse_persistence"], ssm["verdict"]
+    # SSM-HiPPO reads one exchange-pair's own channels: its random-walk mid leaves it at persistence, while its
+    # depth, drawn afresh around a fixed level at every snapshot, is better forecast by that level than by the last value
+    ssm = fit_ssm(quiet_panels, TUESDAY, PREVIOUS_DAYS, 0.6, 0.2, ModelSpecs.tiny().ssm_hippo, CONFIG, CPU, lambda _: None)
+    assert not ssm.summary["beats_persistence"] and abs(ssm.summary["z_vs_persistence"]) < 2, ssm.summary["verdict"]
+    volume = fm.mean_over_steps(ssm.errors, "volume", "mse")
+    assert volume["model"] < 0.8 * volume["persistence"]
 
 
 # ---- the Dagster assets

@@ -128,11 +128,11 @@ def test_reverse_order_waits_names_what_it_waits_for_and_settles_identically(mar
     assert warehouse_files() == reference
 
 
-@pytest.mark.parametrize("seed", [1, 2])
-def test_shuffled_orders_settle_identically(market, fresh, reference, seed):
+def test_a_shuffled_order_settles_identically(market, fresh, reference):
+    """One shuffle beside date order and reverse order (a second seed added 40 s and no other path)."""
     defs, instance = fresh
     order = every_partition(market)
-    random.Random(seed).shuffle(order)
+    random.Random(1).shuffle(order)
     materialize_in(order, defs, instance)
     settle(defs, instance)
     assert warehouse_files() == reference

@@ -281,8 +281,8 @@ class ModelSpecs:
                    panel_transformer=PanelTransformerSpec(context=24, d_model=24, n_heads=3, encoder_layers=1,
                                                           decoder_layers=1, training=TINY_PANEL_TRAINING),
                    ssm_hippo=SSMHippoSpec(lookback=48, forecast=16, patch_len=8, patch_stride=4, d_model=16, d_state=8,
-                                          n_layers=1, n_heads=2, training=replace(TINY_PANEL_TRAINING, learning_rate=1e-3,
-                                                                                  train_stride=1, epochs=4)))
+                                          n_layers=1, n_heads=2, training=replace(TINY_PANEL_TRAINING, learning_rate=3e-3,
+                                                                                  train_stride=2)))
 
 
 TINY_PANEL_TRAINING = PanelTrainingSpec(batch_size=64, learning_rate=2e-3, warmup_steps=20, epochs=3, patience=2,
