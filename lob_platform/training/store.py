@@ -74,8 +74,8 @@ def save(folder: Path, manifest: dict, model, files: dict[str, bytes] | None = N
                 "libraries": library_versions()}
     text = json.dumps(manifest, indent=2, sort_keys=True, default=str).encode()
     write_atomically(folder / name, data)
-    for name, data in (files or {}).items():
-        write_atomically(folder / name, data)
+    for file_name, content in (files or {}).items():
+        write_atomically(folder / file_name, content)
     write_atomically(folder / MANIFEST, text)
     return _version(data, text)
 
