@@ -34,11 +34,12 @@ def error_rows(true: np.ndarray, forecasts: dict[str, np.ndarray], quantities: d
     return rows
 
 
-def book_quantities(levels: int, tick: float, last_mid: np.ndarray) -> dict[str, tuple[np.ndarray, np.ndarray | float]]:
-    """The quantities of a forecast book (levels x bid price, bid volume, ask price, ask volume)."""
+def book_quantities(levels: int, tick: float | None, last_mid: np.ndarray) -> dict[str, tuple[np.ndarray, np.ndarray | float]]:
+    """The quantities of a forecast book (levels x bid price, bid volume, ask price, ask volume);
+    prices in ticks only where the pair's tick is known."""
     index = np.arange(levels * BOOK_FIELDS).reshape(levels, BOOK_FIELDS)
     prices, volumes = index[:, [0, 2]].ravel(), index[:, [1, 3]].ravel()
-    return {"price_bps": (prices, last_mid / 1e4), "price_ticks": (prices, tick), "volume": (volumes, 1.0)}
+    return {"price_bps": (prices, last_mid / 1e4), **({"price_ticks": (prices, tick)} if tick else {}), "volume": (volumes, 1.0)}
 
 
 def book_mid(book: np.ndarray) -> np.ndarray:

@@ -98,7 +98,7 @@ def fit_transformers(panels: dict[str, pl.DataFrame], date: str, scope: str, tra
     for task, state in zip(tasks, trained):
         module = build_transformer(spec, config, task.horizon)
         module.load_state_dict(state.best)
-        tick = CRYPTO_TICKS[PANEL_PAIRS[pairs[task.name]]]
+        tick = CRYPTO_TICKS.get(PANEL_PAIRS[pairs[task.name]])
         results.append(_evaluate(task, state, module, windows, spec.training.eval_stride, where,
                                  lambda last: fm.book_quantities(config.levels, tick, fm.book_mid(last)),
                                  fm.book_mid, config.levels))
@@ -119,13 +119,13 @@ def fit_ssm(panels: dict[str, pl.DataFrame], date: str, scope: str, train_fracti
     [state] = train_forecasters([module], [task], [coherence_loss(spec.coherence_weight)], windows, spec.training, where, log)
     best = build_ssm(spec)
     best.load_state_dict(state.best)
-    tick = CRYPTO_TICKS.get(spec.pair, 1.0)
+    tick = CRYPTO_TICKS.get(spec.pair)
     index = {name: i for i, name in enumerate(SSM_CHANNELS)}
     volumes = np.array([i for name, i in index.items() if "_volume_" in name or name in ("bid_depth", "ask_depth")])
 
     def quantities(last: np.ndarray) -> dict:
-        return {"mid_bps": (channels[[0]], last[:, 0] / 1e4), "mid_ticks": (channels[[0]], tick),
-                "spread_ticks": (channels[[index["spread"]]], tick), "volume": (volumes, 1.0),
+        in_ticks = {"mid_ticks": (channels[[0]], tick), "spread_ticks": (channels[[index["spread"]]], tick)} if tick else {}
+        return {"mid_bps": (channels[[0]], last[:, 0] / 1e4), **in_ticks, "volume": (volumes, 1.0),
                 "imbalance": (np.array([i for name, i in index.items() if "imbalance" in name]), 1.0)}
 
     return _evaluate(task, state, best, windows, spec.training.eval_stride, where, quantities, lambda f: f[..., 0], None)
