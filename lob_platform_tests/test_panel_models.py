@@ -20,7 +20,7 @@ import pytest
 import torch
 
 from lob_platform.core.settings import load_settings
-from lob_platform.datasets.panel import (PanelRows, PanelScaler, complete_targets, panel_matrix, split_rows, ssm_matrix,
+from lob_platform.datasets.panel import (SSM_CHANNELS, PanelRows, PanelScaler, complete_targets, split_rows, ssm_matrix,
                                          target_columns, window_starts)
 from lob_platform.defs.automation import panel_forecaster_requests
 from lob_platform.defs.models import GPU_POOL, GPU_STEP_TAGS
@@ -125,6 +125,25 @@ def test_windows_over_a_gap_or_before_a_pair_starts_are_skipped_and_counted():
     windows = Windows(PanelRows(values, np.isnan(values), np.arange(100), {"train": [(0, 100)]}),
                       PanelScaler(np.array([False, False]), np.zeros(2), np.ones(2)), 6, 4)
     assert windows.complete(ForecastTask("a", np.array([1]), 4), windows.starts("train", 1)).tolist() == ok.tolist()
+
+
+def test_ssm_channels_of_a_hand_made_book():
+    prefix = "binance_perp.BTCUSDT."
+    columns = {f"{prefix}stale": [False, True]}
+    for level in range(1, 6):
+        columns |= {f"{prefix}bid_price_{level}": [101.0 - level] * 2, f"{prefix}bid_volume_{level}": [float(level)] * 2,
+                    f"{prefix}ask_price_{level}": [100.0 + level] * 2, f"{prefix}ask_volume_{level}": [2.0] * 2}
+    values, untrusted = ssm_matrix(pl.DataFrame(columns), "binance_perp", "BTCUSDT", CONFIG)
+    channel = dict(zip(SSM_CHANNELS, values[0]))
+    assert len(SSM_CHANNELS) == 24 and values.shape == (2, 24)
+    assert channel["mid"] == 100.5 and channel["spread"] == 1.0
+    assert channel["microprice"] == pytest.approx((100 * 2 + 101 * 1) / 3)  # best prices weighted by the opposite volume
+    assert channel["depth_weighted_mid"] == pytest.approx(2490 / 25)
+    assert channel["imbalance_1"] == pytest.approx(-1 / 3) and channel["depth_imbalance"] == pytest.approx(5 / 25)
+    assert (channel["bid_depth"], channel["ask_depth"], channel["bid_span"], channel["ask_span"]) == (15, 10, 4, 4)
+    assert not untrusted[0].any() and untrusted[1].all()  # the stale row is not trusted
+    with pytest.raises(TrainingDataError, match="okx.BTCUSDT is not in the panel"):
+        ssm_matrix(pl.DataFrame(columns), "okx", "BTCUSDT", CONFIG)
 
 
 def test_target_columns_are_one_instrument_in_panel_order():

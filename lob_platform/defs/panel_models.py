@@ -21,7 +21,6 @@ have its panel (the step names those it waits for); with no earlier date, the fi
 steps run in the ``gpu`` pool with the GPU tags of every training step.
 """
 
-
 import dataclasses
 import io
 import typing
