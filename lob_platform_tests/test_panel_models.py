@@ -316,7 +316,7 @@ def market_panels(root: Path, **overrides) -> dict[str, pl.DataFrame]:
 
 LEARNING = dataclasses.replace(ModelSpecs.tiny().panel_transformer, horizons=("1min",), pairs=("btc",),
                                training=dataclasses.replace(ModelSpecs.tiny().panel_transformer.training, train_stride=1,
-                                                            epochs=3, max_train_windows=None))
+                                                            epochs=2, max_train_windows=None))
 
 
 def forecaster(panels, target_exchange: str):
@@ -365,9 +365,12 @@ def panel_market(tmp_path_factory):
         yield assets, instance, warehouse
 
 
-def materialize(panel_market, keys: list[str], date: str, **config) -> dg.ExecuteInProcessResult:
+def materialize(panel_market, keys: list[str], date: str) -> dg.ExecuteInProcessResult:
     assets, instance, _ = panel_market
-    run_config = {"ops": {"crypto_panel_transformers": {"config": {"epochs": 1, **config}}}} if any("transformer" in k for k in keys) else {}
+    small = {"epochs": 1, "max_train_windows": 300, "eval_stride": 36}  # the wiring is tested here, learning above
+    ops = {op: {"config": small} for op, model in (("crypto_panel_transformers", "transformer"), ("crypto_ssm_hippo", "ssm"))
+           if any(model in k for k in keys)}
+    run_config = {"ops": ops}
     return dg.materialize(assets, selection=keys, partition_key=date, instance=instance, raise_on_error=False,
                           resources={"io_manager": WarehouseIOManager()}, run_config=run_config)
 
