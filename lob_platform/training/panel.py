@@ -142,6 +142,9 @@ def train_forecasters(modules: list[nn.Module], tasks: list[ForecastTask], losse
 
 
 def _train(modules, tasks, losses, windows, spec, where, log):
+    if max(t.horizon for t in tasks) > windows.span_horizon:  # a target would reach past its window's segment
+        raise ValueError(f"windows span {windows.span_horizon} steps after the context; a model forecasts "
+                         f"{max(t.horizon for t in tasks)}")
     train, validation = windows.training_windows(spec)
     if too_few := untrainable(windows, tasks, spec, None):
         raise TrainingDataError("too few complete windows to train on: " + "; ".join(f"{k}: {v}" for k, v in too_few.items())

@@ -82,7 +82,8 @@ def fit_transformers(panels: dict[str, pl.DataFrame], date: str, scope: str, tra
     rows = split_rows({d: (*panel_matrix(f, config), f["ts_ns"].to_numpy()) for d, f in panels.items()}, date, scope,
                       train_fraction, validation_fraction, every_target)
     scaler = PanelScaler.fit(rows.values, rows.rows_of("train"), price_columns(config), spec.context)
-    windows = Windows(rows, scaler, spec.context, max(HORIZONS[h] for h in spec.horizons))
+    # every window spans the longest configured (or selected) horizon: one set of windows whatever is selected
+    windows = Windows(rows, scaler, spec.context, max(HORIZONS[h] for h in {*spec.horizons, *(h for h, _ in selected)}))
     every_task = [ForecastTask(transformer_name(h, p), target_columns(config, spec.target_exchange, PANEL_PAIRS[p]), HORIZONS[h])
                   for h, p in selected]
     skipped = untrainable(windows, every_task, spec.training, spec.training.eval_stride)
