@@ -225,8 +225,3 @@ class PanelScaler:
 
     def as_dict(self) -> dict:
         return {"relative": self.relative.tolist(), "center": self.center.tolist(), "scale": self.scale.tolist()}
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "PanelScaler":
-        return cls(np.asarray(data["relative"], bool), np.asarray(data["center"]), np.asarray(data["scale"]))
-
