@@ -38,9 +38,13 @@ FIT_CHAIN = (BIN_EDGES, LABEL_THRESHOLDS, EVENT_TOKENS, TOKEN_SEQUENCES, LABELS)
 TRAINED_MODELS = "trained_models"
 PREDICTIONS = "predictions"
 MODEL_METRICS = "model_metrics"
-MODEL_TABLES = (TRAINED_MODELS, PREDICTIONS, MODEL_METRICS)
+BACKTEST_METRICS = "backtest_metrics"
+EQUITY_CURVES = "equity_curves"
+MODEL_TABLES = (TRAINED_MODELS, PREDICTIONS, MODEL_METRICS, BACKTEST_METRICS, EQUITY_CURVES)
 """Tables of each model family's day D (hive key ``model`` = the family): the models trained for D
-on its window, their predictions on D and their out-of-sample metrics."""
+on its window, their predictions on D, their out-of-sample metrics and the backtest of their
+predictions on D (per strategy: metrics, and equity at every bar). The market maker of D writes the
+same backtest tables under ``model=market_making``."""
 FORECAST_METRICS = "forecast_metrics"
 FORECASTS = "forecasts"
 """Tables of each crypto panel forecaster's date D (hive key ``model`` = the model): its errors on D

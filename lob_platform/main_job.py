@@ -258,3 +258,21 @@ def print_summary() -> None:
         print("  " + "\t".join(columns))
         for row in rows:
             print("  " + "\t".join(str(v) for v in row))
+    print_backtests(root)
+
+
+def print_backtests(root) -> None:
+    """The backtest summary table (every model and day) and the path of its report."""
+    from lob_platform.backtest.report import REPORTS
+    from lob_platform.backtest.summary import summary_rows
+
+    try:
+        rows = summary_rows(root)
+    except Exception:  # no backtest partition yet
+        return
+    print("\nbacktests (return = PnL / capital of a full position; each model beside its comparisons):")
+    if rows:
+        print("  " + "\t".join(rows[0]))
+    for row in rows:
+        print("  " + "\t".join("" if v is None else str(v) for v in row.values()))
+    print(f"report:  {(root / REPORTS / 'index.html').resolve()}")

@@ -5,6 +5,7 @@ and runs a killed main job left "started"."""
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -42,6 +43,11 @@ def test_main_job_ingests_every_day_trains_and_answers_sql(amzn_day_dir, home, c
     table = printed.split("model_metrics:")[1].splitlines()  # the out-of-sample table, a row per label
     assert [line.split("\t")[4] for line in table[2:7]] == ["move_100ev", "move_10ev", "move_20ev", "move_50ev", "next_mid_up"]
     assert all(line.startswith("  lightgbm\tlobster\tAMZN\t2012-06-21") for line in table[2:7])
+    backtests = printed.split("backtests (")[1].splitlines()  # the real day's backtests, a row per model and label
+    assert [tuple(line.split("\t")[1:3]) for line in backtests[2:8]] == [("lightgbm", "AMZN")] * 5 + [("market_making", "AMZN")]
+    report = Path(backtests[-1].removeprefix("report:").strip())
+    assert report.is_file() and "lightgbm/index.html" in report.read_text()
+    assert (report.parent / "lobster" / "AMZN" / "2012-06-21" / "market_making" / "inventory.png").is_file()
     assert (home / "dagster.yaml").exists()
     assert main(["sql", "select venue, count(*) from validated_depth_snapshots group by all"]) == 0
     assert capsys.readouterr().out.splitlines()[-1] == "crypto\t10"

@@ -9,7 +9,7 @@
 - Everything else is a frozen spec whose defaults are the documented ones: event/book features
   and labels (``FeatureConfig``), bins (an unfitted ``BinEdges``), the training window of every fit
   (``TrainingWindowSpec``), token sequences (``SequenceSpec``) and the crypto panel
-  (``PanelConfig``) and the models (``ModelSpecs``). The Dagster run config of an asset overrides the spec it names, per run.
+  (``PanelConfig``), the models (``ModelSpecs``) and the backtests (``BacktestSpec``). The Dagster run config of an asset overrides the spec it names, per run.
 
 Every fitted table records ``spec_hash`` of the specs that made it, so a consumer (a model, a
 tokeniser) can refuse a table made under other settings: ``require_spec`` says what differs.
@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lob_platform.backtest.spec import BacktestSpec
 from lob_platform.errors import ConfigError
 from lob_platform.features.crypto_panel import PanelConfig
 from lob_platform.features.table import FeatureConfig
@@ -73,6 +74,7 @@ class Settings:
     sequences: SequenceSpec = field(default_factory=SequenceSpec)
     panel: PanelConfig = field(default_factory=PanelConfig)
     models: ModelSpecs = field(default_factory=ModelSpecs)
+    backtest: BacktestSpec = field(default_factory=BacktestSpec)
 
 
 MODEL_SIZES = {"full": ModelSpecs, "tiny": ModelSpecs.tiny}

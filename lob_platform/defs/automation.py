@@ -35,6 +35,7 @@ from lob_platform.core.settings import Settings, warehouse_root
 from lob_platform.core.tables import MESSAGES, REPORT_TABLE, SNAPSHOTS
 from lob_platform.defs.crypto_panel import panel_inputs
 from lob_platform.defs.features import fit_spec_hash, resolve_window
+from lob_platform.defs.backtests import market_making_keys
 from lob_platform.defs.models import model_key, model_keys
 from lob_platform.defs.panel_models import GROUP as PANEL_MODELS_GROUP
 from lob_platform.defs.partitions import in_partition_range, instruments_of, partition_key, trading_date
@@ -70,7 +71,7 @@ def fit_chain_tables(venue: Venue) -> tuple[str, ...]:
 
 def fit_chain_keys(venue: Venue, settings: Settings) -> list[dg.AssetKey]:
     """A day's assets made from its training window: the fit chain, and the models where there is a book."""
-    models = model_keys(venue, settings.models.families) if venue.has_book else []
+    models = model_keys(venue, settings.models.families) + market_making_keys(venue) if venue.has_book else []
     return [venue_key(venue, t) for t in fit_chain_tables(venue)] + models
 
 

@@ -31,7 +31,7 @@ from lob_platform.defs.features import fit_spec_hash, resolve_window
 from lob_platform.defs.partitions import by_date_and_instrument, day_of, earlier_days
 from lob_platform.defs.raw import venue_key
 from lob_platform.core.tables import REPORT_TABLE
-from lob_platform.lineage import FEATURES, MODEL_METRICS, PREDICTIONS, TRAINED_MODELS, InputsNotReady, Warehouse
+from lob_platform.lineage import FEATURES, MODEL_METRICS, MODEL_TABLES, PREDICTIONS, TRAINED_MODELS, InputsNotReady, Warehouse
 from lob_platform.models.specs import FAMILIES, FAMILY_TITLES, TABULAR_FAMILIES, LabelSpec, ModelSpecs, SearchSpec
 from lob_platform.sources.registry import Venue
 from lob_platform.training import plots, store
@@ -65,7 +65,7 @@ def model_key(venue: Venue, family: str, table: str) -> dg.AssetKey:
 
 
 def model_keys(venue: Venue, families: tuple[str, ...] = FAMILIES) -> list[dg.AssetKey]:
-    return [model_key(venue, f, t) for f in families for t in (TRAINED_MODELS, PREDICTIONS, MODEL_METRICS)]
+    return [model_key(venue, f, t) for f in families for t in MODEL_TABLES]
 
 
 # ---- run configuration: every field of a family's spec, overridable per run (launchpad, CLI)

@@ -80,6 +80,7 @@ class SnapshotFormat:
     timezone = "UTC"
     weekdays_only = False
     book = SHIPPED_BOOK
+    event_types: frozenset[str] = frozenset()  # snapshots, no messages
     exchanges = CRYPTO_EXCHANGES
 
     def tick_for(self, instrument: str) -> float | None:

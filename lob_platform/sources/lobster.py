@@ -258,6 +258,7 @@ class LobsterFormat:
     timezone = LOBSTER_TIMEZONE
     weekdays_only = True
     book = SHIPPED_BOOK
+    event_types = frozenset(LOBSTER_EVENT_CODES.values())
 
     def tick_for(self, instrument: str) -> float:
         return LOBSTER_TICK

@@ -45,6 +45,7 @@ class VenueFormat(Protocol):
     timezone: str
     weekdays_only: bool
     book: str | None  # SHIPPED_BOOK, REBUILT_BOOK or None; a rebuilt one also has book_levels
+    event_types: frozenset[str]  # the event types its messages can carry
 
     def tick_for(self, instrument: str) -> float | None: ...
     def discover(self, venue: str, folder: Path) -> list[DayFile]: ...
@@ -71,6 +72,11 @@ class Venue:
     @property
     def has_book(self) -> bool:
         return self.format.book is not None
+
+    @property
+    def reports_executions(self) -> bool:
+        """Whether its messages report visible executions (what a market maker's quotes fill against)."""
+        return "execute_visible" in self.format.event_types
 
     @property
     def rebuilds_book(self) -> bool:

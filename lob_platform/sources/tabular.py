@@ -131,6 +131,7 @@ class ExchangeFormat:
         self.book_levels = config.book_levels
         self.timezone = config.timezone
         self.weekdays_only = config.trading_days == "weekdays"
+        self.event_types = frozenset(config.event_code_map.values())
         self._pattern = _template_pattern(config)
 
     def tick_for(self, instrument: str) -> float | None:

@@ -15,7 +15,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from lob_platform.models.specs import FAMILY_TITLES  # noqa: E402
 
 
-def _png(figure) -> bytes:
+def png(figure) -> bytes:
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=80, metadata={"Software": None})  # no version stamp: same bytes each run
     plt.close(figure)
@@ -43,7 +43,7 @@ def training_curve(family: str, label: str, history: list[dict], loss: str = "cr
     axis.set_title(f"{FAMILY_TITLES.get(family, family)}" + (f", {label}" if label else ""))
     axis.legend()
     figure.tight_layout()
-    return _png(figure)
+    return png(figure)
 
 
 def forecast_plot(name: str, origins_ns: np.ndarray, forecast_mid: np.ndarray, realised_mid: np.ndarray, step_s: int) -> bytes:
@@ -58,7 +58,7 @@ def forecast_plot(name: str, origins_ns: np.ndarray, forecast_mid: np.ndarray, r
     axis.legend(fontsize=7)
     figure.autofmt_xdate()
     figure.tight_layout()
-    return _png(figure)
+    return png(figure)
 
 
 def reliability_diagram(family: str, label: str, table: list[dict]) -> bytes:
@@ -73,4 +73,4 @@ def reliability_diagram(family: str, label: str, table: list[dict]) -> bytes:
     axis.set_title(f"{FAMILY_TITLES[family]}, {label}")
     axis.legend()
     figure.tight_layout()
-    return _png(figure)
+    return png(figure)
