@@ -40,11 +40,13 @@ PREDICTIONS = "predictions"
 MODEL_METRICS = "model_metrics"
 BACKTEST_METRICS = "backtest_metrics"
 EQUITY_CURVES = "equity_curves"
-MODEL_TABLES = (TRAINED_MODELS, PREDICTIONS, MODEL_METRICS, BACKTEST_METRICS, EQUITY_CURVES)
+MODEL_TABLES = (TRAINED_MODELS, PREDICTIONS, MODEL_METRICS)
 """Tables of each model family's day D (hive key ``model`` = the family): the models trained for D
-on its window, their predictions on D, their out-of-sample metrics and the backtest of their
-predictions on D (per strategy: metrics, and equity at every bar). The market maker of D writes the
-same backtest tables under ``model=market_making``."""
+on its window, their predictions on D and their out-of-sample metrics."""
+BACKTEST_TABLES = (BACKTEST_METRICS, EQUITY_CURVES)
+MARKET_MAKING = "market_making"
+"""The backtest of a family's predictions on D (per strategy: metrics, and equity at every bar),
+under the family's ``model`` key; the market maker of D writes them under ``model=market_making``."""
 FORECAST_METRICS = "forecast_metrics"
 FORECASTS = "forecasts"
 """Tables of each crypto panel forecaster's date D (hive key ``model`` = the model): its errors on D

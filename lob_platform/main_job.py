@@ -266,13 +266,11 @@ def print_backtests(root) -> None:
     from lob_platform.backtest.report import REPORTS
     from lob_platform.backtest.summary import summary_rows
 
-    try:
-        rows = summary_rows(root)
-    except Exception:  # no backtest partition yet
+    rows = summary_rows(root)
+    if not rows:
         return
     print("\nbacktests (return = PnL / capital of a full position; each model beside its comparisons):")
-    if rows:
-        print("  " + "\t".join(rows[0]))
+    print("  " + "\t".join(rows[0]))
     for row in rows:
         print("  " + "\t".join("" if v is None else str(v) for v in row.values()))
     print(f"report:  {(root / REPORTS / 'index.html').resolve()}")

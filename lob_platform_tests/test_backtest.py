@@ -11,7 +11,7 @@ import polars as pl
 import pytest
 
 from lob_platform.backtest.direction import backtest_label, calibration
-from lob_platform.backtest.execution import Book, ExecutionConfig, Fills, fill_plan, perfect_foresight, run_positions
+from lob_platform.backtest.execution import Book, ExecutionConfig, StrategyRun, fill_plan, perfect_foresight, run_positions
 from lob_platform.backtest.performance import drawdown, holding_pnls, performance
 from lob_platform.backtest.signals import SignalConfig, decision_rows, directions, label_horizon, target_positions
 from lob_platform.defs.backtests import first_test_row, upper_bound_violations
@@ -136,7 +136,6 @@ def test_drawdown_holdings_and_ratios_by_hand():
     day = book(bid=[99.5] * 6, ask=[100.5] * 6)
     assert drawdown(np.array([0.0, 2, 1, -1, 3, 2]), day.ts_ns, 10.0) == (pytest.approx(0.3), pytest.approx(2.0))
     assert drawdown(np.array([-1.0, -2, -0.5]), day.ts_ns[:3], 10.0) == (pytest.approx(0.2), pytest.approx(2.0))
-    from lob_platform.backtest.execution import StrategyRun
     run = StrategyRun(position=np.array([0, 1, 1, -1, -1, 0.0]), cash=np.zeros(6), equity=np.array([0, -1, 2, 3, 1, 1.0]),
                       fill_events=np.array([1, 3, 5]), traded=np.array([1, -2, 1.0]), cost=np.array([1, 2, 1.0]))
     assert holding_pnls(run, day).tolist() == [3.0, -1.0]  # equity before fill 1 to fill 3 (long), 2 to 5 (short)

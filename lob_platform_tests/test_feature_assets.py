@@ -50,6 +50,7 @@ def market(tmp_path_factory):
         patch.setenv("LOB_DATA_DIR", str(root / "data"))
         patch.setenv("LOB_WAREHOUSE_DIR", str(root / "warehouse"))
         patch.setenv("LOB_MODEL_FAMILIES", "")  # the features alone (test_model_assets trains on them)
+        patch.setenv("LOB_BACKTESTS", "0")
         generate_market(root / "data", MARKET)
         register_instruments(instance, discover())
         defs = build_definitions(load_venues())

@@ -24,6 +24,7 @@ pytestmark = pytest.mark.slow
 def home(tmp_path, monkeypatch):
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster_home"))
     monkeypatch.setenv("LOB_MODEL_FAMILIES", "")  # these tests are about ingest; the first one trains a family
+    monkeypatch.setenv("LOB_BACKTESTS", "0")  # ... and backtests it
     return tmp_path / "dagster_home"
 
 
@@ -35,6 +36,7 @@ def _add_crypto_sample(data_dir):
 
 def test_main_job_ingests_every_day_trains_and_answers_sql(amzn_day_dir, home, capsys, monkeypatch):
     monkeypatch.setenv("LOB_MODEL_FAMILIES", "lightgbm")
+    monkeypatch.setenv("LOB_BACKTESTS", "1")
     _add_crypto_sample(amzn_day_dir)
     assert main(["run"]) == 0
     printed = capsys.readouterr().out

@@ -13,6 +13,7 @@ import dagster as dg
 import polars as pl
 import pytest
 
+from lob_platform.backtest.direction import STRATEGIES
 from lob_platform.core.settings import load_settings
 from lob_platform.defs import build_definitions
 from lob_platform.defs.automation import next_trading_day, refit_requests
@@ -114,6 +115,28 @@ def test_model_metrics_sit_beside_the_baselines_in_sql_and_the_ui(market):
     assert "data:image/png;base64," in metadata["reliability"].value and "accuracy" in metadata["out_of_sample"].value
     curves = latest_metadata(instance, model_key(venue_named("lobster"), "lstm", "trained_models"), TUESDAY)
     assert "data:image/png;base64," in curves["training_curves"].value
+
+
+def test_every_familys_predictions_are_backtested_with_plots_and_one_summary(market):
+    defs, instance, results, warehouse = market
+    checks = [c for c in results[TUESDAY].get_asset_check_evaluations() if c.check_name == "perfect_foresight_is_upper_bound"]
+    assert len(checks) == len(FAMILIES) and all(c.passed for c in checks)
+    for family in FAMILIES:
+        metrics = model_table(warehouse, "backtest_metrics", family, TUESDAY)
+        labels = set(model_table(warehouse, "predictions", family, TUESDAY)["label"])
+        assert set(metrics["label"]) == labels and set(metrics["strategy"]) == set(STRATEGIES)
+        assert model_table(warehouse, "equity_curves", family, TUESDAY).height > 0
+        metadata = latest_metadata(instance, model_key(venue_named("lobster"), family, "backtest_metrics"), TUESDAY)
+        assert metadata["plots"].value.count("data:image/png;base64,") == 2 * len(labels)  # equity and calibration
+        page = Path(metadata["report"].value)
+        assert {f"{label}_equity.png" for label in labels} <= {p.name for p in page.parent.iterdir()}
+    for date in (MONDAY, TUESDAY):  # a same-day split, then a window of earlier days
+        making = model_table(warehouse, "backtest_metrics", "market_making", date)
+        assert making["strategy"].to_list() == ["avellaneda_stoikov", "symmetric"] and (making["bid_fills"] > 0).all()
+    summary = defs.resolve_job_def("refresh_duckdb_catalog").execute_in_process(instance=instance)
+    rows = summary.asset_materializations_for_node("warehouse__backtest_summary")[0].metadata
+    assert rows["rows"].value == 2 * (sum(len(set(model_table(warehouse, "predictions", f, TUESDAY)["label"])) for f in FAMILIES) + 1)
+    assert "lightgbm/index.html" in (warehouse / "reports" / "index.html").read_text()
 
 
 def test_a_label_that_cannot_be_trained_warns_and_the_other_labels_go_on(market):

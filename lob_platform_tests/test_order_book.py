@@ -272,6 +272,7 @@ def test_order_logs_get_a_book_features_and_labels_through_their_ingest_jobs(tmp
     monkeypatch.setenv("LOB_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv("LOB_WAREHOUSE_DIR", str(tmp_path / "warehouse"))
     monkeypatch.setenv("LOB_MODEL_FAMILIES", "")  # the book, features and labels; models are the training layer's tests
+    monkeypatch.setenv("LOB_BACKTESTS", "0")
     generate_market(tmp_path / "data", MarketConfig(n_days=1, lobster_tickers=(), crypto_pairs=(), mic_events_per_day=3_000,
                                                     order_feed_events_per_day=3_000))
     monday = MarketConfig().start_date

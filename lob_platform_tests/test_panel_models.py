@@ -357,6 +357,7 @@ def panel_market(tmp_path_factory):
         patch.setenv("LOB_DATA_DIR", str(root / "data"))
         patch.setenv("LOB_WAREHOUSE_DIR", str(root / "warehouse"))
         patch.setenv("LOB_MODEL_FAMILIES", ",".join(PANEL_FAMILIES))
+        patch.setenv("LOB_BACKTESTS", "0")
         warehouse = Warehouse(root / "warehouse")
         for date, frame in market_panels(root / "data", crypto_hours_per_day=3.0).items():
             write_partition(frame, warehouse.path(PANEL, "crypto", date))

@@ -47,6 +47,7 @@ def fresh(market, tmp_path, monkeypatch):
     monkeypatch.setenv("LOB_DATA_DIR", str(market))
     monkeypatch.setenv("LOB_WAREHOUSE_DIR", str(tmp_path / "warehouse"))
     monkeypatch.setenv("LOB_MODEL_FAMILIES", MODELS)
+    monkeypatch.setenv("LOB_BACKTESTS", "0")  # pure functions of the predictions (test_model_assets runs them)
     with dg.instance_for_test() as instance:
         defs = build_definitions(load_venues(market))
         for venue in ("lobster", "crypto"):
@@ -100,6 +101,7 @@ def reference(market, tmp_path_factory) -> dict[str, bytes]:
         patch.setenv("LOB_DATA_DIR", str(market))
         patch.setenv("LOB_WAREHOUSE_DIR", str(tmp_path_factory.mktemp("reference")))
         patch.setenv("LOB_MODEL_FAMILIES", MODELS)
+        patch.setenv("LOB_BACKTESTS", "0")
         defs = build_definitions(load_venues(market))
         for venue in ("lobster", "crypto"):
             instance.add_dynamic_partitions(f"{venue}_instruments", sorted({d.instrument for d in discover(market, venue)}))

@@ -78,14 +78,6 @@ def html_table(rows: list[dict]) -> str:
     return f"<table><thead><tr>{header}</tr></thead><tbody>{body}</tbody></table>"
 
 
-def markdown_table(rows: list[dict]) -> str:
-    if not rows:
-        return "nothing to show"
-    header = list(rows[0])
-    return "\n".join(["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-                     + ["| " + " | ".join(fmt(r[h]) for h in header) + " |" for r in rows])
-
-
 STYLE = ("body{font-family:sans-serif;margin:2em;max-width:1200px}table{border-collapse:collapse;margin:1em 0;"
          "font-size:13px}td,th{border:1px solid #ccc;padding:3px 6px;text-align:right}th{background:#eee}"
          "img{display:block;margin:0.5em 0;max-width:100%}")

@@ -17,6 +17,7 @@ class BacktestSpec:
     market_making: MarketMakerConfig = field(default_factory=MarketMakerConfig)
     bar_seconds: float = 60.0  # the clock of returns, Sharpe, VaR and the stored equity curves
     seed: int = 0  # the random-signal comparison's
+    enabled: bool = True  # False (LOB_BACKTESTS=0): no backtest or market-making assets
 
     def __post_init__(self) -> None:
         if self.bar_seconds <= 0:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from lob_platform.backtest.report import REPORTS, STYLE, fmt
 from lob_platform.training.store import write_atomically
-from lob_platform.warehouse import query
+from lob_platform.warehouse import query, tables
 
 PRIMARY = ("model", "avellaneda_stoikov")
 """The strategy a row is about: a model's signal, or the market maker's inventory strategy."""
@@ -29,7 +29,10 @@ SUMMARY_SQL = (
 
 
 def summary_rows(root: Path) -> list[dict]:
-    """One row per venue, model, instrument, date and label: the strategy's figures beside each comparison's return."""
+    """One row per venue, model, instrument, date and label: the strategy's figures beside each
+    comparison's return (none before the first backtest partition)."""
+    if "backtest_metrics" not in tables(root):
+        return []
     columns, rows = query(root, SUMMARY_SQL)
     return [dict(zip(columns, (str(v) if c == "date" else v for c, v in zip(columns, row)))) for row in rows]
 

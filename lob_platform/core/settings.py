@@ -5,7 +5,7 @@
   selects the small model configurations (``ModelSpecs.tiny``) that CI and the main job train;
   the default, ``full``, is the seeds' values. ``LOB_MODEL_FAMILIES`` (comma-separated, empty for
   none) limits which model families get assets (``panel_transformer`` and ``ssm_hippo`` are the
-  crypto panel's).
+  crypto panel's). ``LOB_BACKTESTS=0`` leaves out the backtest and market-making assets.
 - Everything else is a frozen spec whose defaults are the documented ones: event/book features
   and labels (``FeatureConfig``), bins (an unfitted ``BinEdges``), the training window of every fit
   (``TrainingWindowSpec``), token sequences (``SequenceSpec``) and the crypto panel
@@ -89,7 +89,8 @@ def load_settings() -> Settings:
         named = [f for f in os.environ["LOB_MODEL_FAMILIES"].split(",") if f]
         models = dataclasses.replace(models, families=tuple(f for f in named if f not in PANEL_FAMILIES),
                                      panel_families=tuple(f for f in named if f in PANEL_FAMILIES))
-    return Settings(data_root=data_root(), warehouse_root=warehouse_root(), models=models)
+    backtest = BacktestSpec(enabled=os.environ.get("LOB_BACKTESTS", "1") != "0")
+    return Settings(data_root=data_root(), warehouse_root=warehouse_root(), models=models, backtest=backtest)
 
 
 def spec_hash(*specs: Any) -> str:

@@ -33,7 +33,8 @@ def build_definitions(venues: list[Venue], settings: Settings | None = None) -> 
     streaming = [item for v in venues if v.kind is MESSAGES and v.has_book for item in build_streaming_assets(v, settings)]
     assets += [item for item in streaming if isinstance(item, dg.AssetsDefinition)]
     assets.append(build_catalogue_asset([key for asset in assets for key in asset.keys]))
-    assets.append(build_summary_asset([key for asset in backtests for key in asset.keys]))
+    if backtests:
+        assets.append(build_summary_asset([key for asset in backtests for key in asset.keys]))
     assets += [item for item in streaming if isinstance(item, dg.AssetSpec)]
     jobs = {job.name: job for job in build_jobs(venues, settings)}
     sensors, schedules = build_automation(venues, settings, jobs)

@@ -35,14 +35,14 @@ from lob_platform.core.settings import Settings, warehouse_root
 from lob_platform.core.tables import MESSAGES, REPORT_TABLE, SNAPSHOTS
 from lob_platform.defs.crypto_panel import panel_inputs
 from lob_platform.defs.features import fit_spec_hash, resolve_window
-from lob_platform.defs.backtests import market_making_keys
+from lob_platform.defs.backtests import backtest_keys
 from lob_platform.defs.models import model_key, model_keys
 from lob_platform.defs.panel_models import GROUP as PANEL_MODELS_GROUP
 from lob_platform.defs.partitions import in_partition_range, instruments_of, partition_key, trading_date
 from lob_platform.defs.raw import venue_key
 from lob_platform.defs.streaming import STREAM_EVALUATION, stream_evaluation_job_name
 from lob_platform.features.training_window import PREVIOUS_DAYS
-from lob_platform.lineage import (BIN_EDGES, EVENT_TOKENS, FEATURES, FIT_CHAIN, MODEL_TABLES, PANEL, TOKEN_SEQUENCES,
+from lob_platform.lineage import (BACKTEST_TABLES, BIN_EDGES, EVENT_TOKENS, FEATURES, FIT_CHAIN, MODEL_TABLES, PANEL, TOKEN_SEQUENCES,
                                   TRAINED_MODELS, Warehouse)
 from lob_platform.sources.catalog import Catalogue, DayFile
 from lob_platform.sources.registry import Venue
@@ -71,7 +71,7 @@ def fit_chain_tables(venue: Venue) -> tuple[str, ...]:
 
 def fit_chain_keys(venue: Venue, settings: Settings) -> list[dg.AssetKey]:
     """A day's assets made from its training window: the fit chain, and the models where there is a book."""
-    models = model_keys(venue, settings.models.families) + market_making_keys(venue) if venue.has_book else []
+    models = model_keys(venue, settings.models.families) + backtest_keys(venue, settings) if venue.has_book else []
     return [venue_key(venue, t) for t in fit_chain_tables(venue)] + models
 
 
@@ -172,7 +172,8 @@ def refit_requests(venues: list[Venue], settings: Settings, instance: dg.Dagster
             if (recorded == expected and complete and not stale_models) or in_flight(instance, str(partition)):
                 continue
             refit = recorded != expected or not complete
-            keys = fit_chain_keys(venue, settings) if refit else [k for f in stale_models for k in model_keys(venue, (f,))]
+            keys = fit_chain_keys(venue, settings) if refit else [
+                *model_keys(venue, tuple(stale_models)), *backtest_keys(venue, settings, tuple(stale_models))]
             requests.append(dg.RunRequest(
                 run_key=f"fit|{day_key(day)}|{digest(json.dumps([expected, stale_models], sort_keys=True))}",
                 job_name=ingest_job_name(venue), partition_key=partition, asset_selection=keys,
@@ -188,11 +189,14 @@ def expected_model_record(warehouse: Warehouse, venue: Venue, instrument: str, p
 
 
 def stale_model_families(warehouse: Warehouse, venue: Venue, instrument: str, date: str, plan, settings: Settings,
-                         tables: tuple[str, ...] = MODEL_TABLES) -> list[str]:
+                         tables: tuple[str, ...] | None = None) -> list[str]:
     """Families whose models of ``date`` are missing, trained on other inputs or settings, or lack
-    one of ``tables`` (none for a venue without a book)."""
+    one of ``tables`` (default: the model tables, and the backtest's where backtests are on; none
+    for a venue without a book)."""
     if not venue.has_book:
         return []
+    if tables is None:
+        tables = MODEL_TABLES + (BACKTEST_TABLES if settings.backtest.enabled else ())
     stale = []
     for family in settings.models.families:
         expected = expected_model_record(warehouse, venue, instrument, plan, settings, family)

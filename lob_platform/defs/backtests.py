@@ -13,41 +13,48 @@ in its materialization metadata and writes them beside an HTML report under
 """
 
 import dataclasses
-import typing
-from pathlib import Path
-from typing import Optional
 
 import dagster as dg
 import numpy as np
 import polars as pl
-import pydantic
 
 from lob_platform.backtest import market_making as mm
 from lob_platform.backtest.direction import STRATEGIES, DirectionBacktest, backtest_label, equity_curves
-from lob_platform.backtest.execution import Book, StrategyRun
+from lob_platform.backtest.execution import Book, ExecutionConfig, StrategyRun
 from lob_platform.backtest.performance import NS, performance
-from lob_platform.backtest.report import (REPORTS, Section, equity_figure, inventory_figure, markdown_table,
+from lob_platform.backtest.report import (Section, equity_figure, inventory_figure,
                                           report_folder, rounded, write_report)
+from lob_platform.backtest.signals import SignalConfig
 from lob_platform.backtest.spec import BacktestSpec
 from lob_platform.backtest.summary import summary_rows, write_summary
 from lob_platform.core.settings import Settings, warehouse_root
 from lob_platform.defs.features import resolve_window, tick_of
-from lob_platform.defs.models import model_key
+from lob_platform.defs.models import markdown_table, model_key
 from lob_platform.defs.partitions import by_date_and_instrument, day_of, earlier_days
+from lob_platform.defs.run_config import spec_config
 from lob_platform.defs.raw import venue_key
-from lob_platform.lineage import BACKTEST_METRICS, EQUITY_CURVES, FEATURES, PREDICTIONS, InputsNotReady, Warehouse
+from lob_platform.lineage import (BACKTEST_METRICS, BACKTEST_TABLES, EQUITY_CURVES, FEATURES, MARKET_MAKING, PREDICTIONS,
+                                  InputsNotReady, Warehouse)
 from lob_platform.models.specs import FAMILY_TITLES
 from lob_platform.sources.registry import Venue
 from lob_platform.training import plots
 from lob_platform.training.metrics import OFI_BASELINE_FEATURE
 
-MARKET_MAKING = "market_making"
 UPPER_BOUND_TOLERANCE = 1e-9  # share of capital
 
 
 def market_making_keys(venue: Venue) -> list[dg.AssetKey]:
     """The market maker's tables where the venue reports executions (its quotes fill against them)."""
-    return [model_key(venue, MARKET_MAKING, t) for t in (BACKTEST_METRICS, EQUITY_CURVES)] if venue.reports_executions else []
+    return [model_key(venue, MARKET_MAKING, t) for t in BACKTEST_TABLES] if venue.reports_executions else []
+
+
+def backtest_keys(venue: Venue, settings: Settings, families: tuple[str, ...] | None = None) -> list[dg.AssetKey]:
+    """The backtests of ``families`` (default: every family), and the market maker when every
+    family is meant; none when backtests are off (``LOB_BACKTESTS=0``)."""
+    if not settings.backtest.enabled:
+        return []
+    keys = [model_key(venue, f, t) for f in (settings.models.families if families is None else families) for t in BACKTEST_TABLES]
+    return keys + (market_making_keys(venue) if families is None else [])
 
 
 def group(venue: Venue) -> str:
@@ -60,18 +67,6 @@ VENUE_FACTS = {"tick_size"}
 """Spec fields the asset takes from the venue (its one home), never from run config."""
 
 
-def spec_config(name: str, doc: str, *spec_types: type) -> type[dg.Config]:
-    fields = {}
-    for spec_type in spec_types:
-        hints = typing.get_type_hints(spec_type)
-        for f in dataclasses.fields(spec_type):
-            if dataclasses.is_dataclass(hints[f.name]) or f.name in VENUE_FACTS:
-                continue
-            default = f.default if f.default is not dataclasses.MISSING else None
-            fields[f.name] = (Optional[hints[f.name]], pydantic.Field(None, description=f"{f.name} (default {default})"))
-    return pydantic.create_model(name, __base__=dg.Config, __doc__=doc, **fields)
-
-
 def spec_for_run(spec: BacktestSpec, config: dg.Config) -> BacktestSpec:
     values = {k: v for k, v in config.model_dump().items() if v is not None}
     own = lambda part: {k: v for k, v in values.items() if k in {f.name for f in dataclasses.fields(part)}}  # noqa: E731
@@ -82,9 +77,9 @@ def spec_for_run(spec: BacktestSpec, config: dg.Config) -> BacktestSpec:
 
 
 BacktestConfig = spec_config("BacktestConfig", "Overrides of the direction backtest's signal, execution and bars for one run.",
-                             type(BacktestSpec().signal), type(BacktestSpec().execution), BacktestSpec)
+                             (SignalConfig, ExecutionConfig, BacktestSpec))
 MarketMakingConfig = spec_config("MarketMakingConfig", "Overrides of the market maker's settings for one run.",
-                                 type(BacktestSpec().market_making), BacktestSpec)
+                                 (mm.MarketMakerConfig, BacktestSpec), VENUE_FACTS)
 
 
 # ---- inputs
@@ -158,12 +153,15 @@ def build_backtest_asset(venue: Venue, family: str, settings: Settings) -> dg.As
             f"Walk-forward: the models of {date} were trained before its test rows; signal {spec.signal}; execution "
             f"{spec.execution}."), sections)
         images = [plots.markdown_image(image, name) for s in sections for name, image in s.images.items()]
-        model_rows = metrics.filter(pl.col("strategy") == "model").select(
-            "label", "total_return", "sharpe", "max_drawdown", "trades", "hit_rate", "pf_capture", "ece", "brier")
-        yield dg.Output(metrics, "backtest_metrics", metadata={
-            "model": dg.MetadataValue.md(markdown_table(rounded(model_rows.to_dicts()))),
+        tables = {
+            "model": dg.MetadataValue.md(markdown_table(rounded(metrics.filter(pl.col("strategy") == "model").select(
+                "label", "total_return", "sharpe", "max_drawdown", "trades", "hit_rate", "pf_capture", "ece",
+                "brier").to_dicts()))),
             "against_comparisons": dg.MetadataValue.md(markdown_table(rounded(metrics.select(
                 "label", "strategy", "total_return", "sharpe", "trades", "costs").to_dicts()))),
+        } if metrics.height else {}
+        yield dg.Output(metrics, "backtest_metrics", metadata={
+            **tables,
             "plots": dg.MetadataValue.md("\n\n".join(images) or "no backtest"),
             "report": dg.MetadataValue.path(str(page.resolve())),
             "skipped": dg.MetadataValue.json(skipped),
@@ -178,18 +176,17 @@ def build_backtest_asset(venue: Venue, family: str, settings: Settings) -> dg.As
 
 def metrics_frame(results: list[DirectionBacktest], predictions: pl.DataFrame) -> pl.DataFrame:
     version = dict(predictions.select("label", "model_version").unique("label").iter_rows()) if predictions.height else {}
-    rows = [{"label": r.label, **m, **({**r.calibration_summary} if m["strategy"] == "model" else {}),
+    rows = [{"label": r.label, **m, **(r.calibration_summary if m["strategy"] == "model" else {}),
              "model_version": version.get(r.label)} for r in results for m in r.metrics]
     return pl.DataFrame(rows, schema_overrides={"ece": pl.Float64, "brier": pl.Float64, "labelled": pl.Int64},
                         infer_schema_length=None)
 
 
 def direction_section(family: str, result: DirectionBacktest) -> Section:
-    slug = result.label
-    images = {f"{slug}_equity.png": equity_figure(f"{FAMILY_TITLES[family]}, {result.label}: equity and drawdown",
-                                                   result.curves)}
+    images = {f"{result.label}_equity.png": equity_figure(f"{FAMILY_TITLES[family]}, {result.label}: equity and drawdown",
+                                                           result.curves)}
     if result.calibration:
-        images[f"{slug}_calibration.png"] = plots.reliability_diagram(family, result.label, result.calibration)
+        images[f"{result.label}_calibration.png"] = plots.reliability_diagram(family, result.label, result.calibration)
     return Section(result.label, [rounded(result.metrics), rounded(result.calibration)], images)
 
 
@@ -307,5 +304,7 @@ def build_summary_asset(backtests: list[dg.AssetKey]) -> dg.AssetsDefinition:
 
 
 def build_backtest_assets(venue: Venue, settings: Settings) -> list[dg.AssetsDefinition]:
+    if not settings.backtest.enabled:
+        return []
     return [build_backtest_asset(venue, f, settings) for f in settings.models.families] + (
         [build_market_making_asset(venue, settings)] if venue.reports_executions else [])

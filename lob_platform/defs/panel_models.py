@@ -23,19 +23,17 @@ steps run in the ``gpu`` pool with the GPU tags of every training step.
 
 import dataclasses
 import io
-import typing
 from pathlib import Path
-from typing import Optional
 
 import dagster as dg
 import numpy as np
 import polars as pl
-import pydantic
 import torch
 
 from lob_platform.core.settings import Settings, warehouse_root
 from lob_platform.datasets.panel import SSM_CHANNELS
 from lob_platform.defs.models import GPU_POOL, GPU_STEP_TAGS, markdown_table
+from lob_platform.defs.run_config import spec_config
 from lob_platform.defs.partitions import trading_date
 from lob_platform.defs.raw import venue_key
 from lob_platform.features.training_window import WindowPlan, plan_training_window
@@ -59,20 +57,6 @@ def transformer_models() -> list[tuple[str, str]]:
 # ---- run configuration
 
 
-def spec_config(name: str, spec_type: type, doc: str) -> type[dg.Config]:
-    """A ``dg.Config`` with every scalar field of ``spec_type`` and of its training spec, each
-    optional (unset: the settings' value)."""
-    fields = {}
-    for owner in (spec_type, PanelTrainingSpec):
-        hints = typing.get_type_hints(owner)
-        for f in dataclasses.fields(owner):
-            if f.name in ("training", "horizons", "pairs"):
-                continue
-            default = f.default if f.default is not dataclasses.MISSING else None
-            fields[f.name] = (Optional[hints[f.name]], pydantic.Field(None, description=f"{f.name} (default {default})"))
-    return pydantic.create_model(name, __base__=dg.Config, __doc__=doc, **fields)
-
-
 def spec_for_run(spec, config: dg.Config):
     values = {k: v for k, v in config.model_dump().items() if v is not None}
     training_names = {f.name for f in dataclasses.fields(PanelTrainingSpec)}
@@ -80,9 +64,10 @@ def spec_for_run(spec, config: dg.Config):
     return dataclasses.replace(spec, training=training, **{k: v for k, v in values.items() if k not in training_names})
 
 
-TransformerConfig = spec_config("PanelTransformerConfig", PanelTransformerSpec,
-                                "Overrides of the panel transformers' spec for one run (every selected model).")
-SSMConfig = spec_config("SSMHippoConfig", SSMHippoSpec, "Overrides of the SSM-HiPPO spec for one run.")
+TransformerConfig = spec_config("PanelTransformerConfig", "Overrides of the panel transformers' spec for one run (every "
+                                "selected model).", (PanelTransformerSpec, PanelTrainingSpec), frozenset({"horizons", "pairs"}))
+SSMConfig = spec_config("SSMHippoConfig", "Overrides of the SSM-HiPPO spec for one run.", (SSMHippoSpec, PanelTrainingSpec),
+                        frozenset({"horizons", "pairs"}))
 
 
 # ---- the training window

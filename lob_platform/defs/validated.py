@@ -32,7 +32,7 @@ from lob_platform.defs.checks import pandera_check, pandera_check_spec
 from lob_platform.defs.models import model_key
 from lob_platform.defs.partitions import by_date_and_instrument, day_of
 from lob_platform.defs.raw import find_day, time_span, venue_key
-from lob_platform.lineage import DERIVED_PER_DAY, FIT_CHAIN, MODEL_TABLES, PANEL, Warehouse
+from lob_platform.lineage import BACKTEST_TABLES, DERIVED_PER_DAY, FIT_CHAIN, MARKET_MAKING, MODEL_TABLES, PANEL, Warehouse
 from lob_platform.models.specs import FAMILIES
 from lob_platform.sources.registry import Venue
 from lob_platform.storage import delete_partition
@@ -148,8 +148,10 @@ def retract_derived(context, venue: Venue, training: TrainingWindowSpec, date: s
         partitions += [(table, later_date, instrument, None)
                        for later_date in warehouse.fits_trained_on(venue.name, instrument, date, later) for table in FIT_CHAIN]
         families = FAMILIES if venue.has_book else ()
-        partitions += [(table, day, instrument, family) for family in families for table in MODEL_TABLES
+        partitions += [(table, day, instrument, family) for family in families for table in MODEL_TABLES + BACKTEST_TABLES
                        for day in [date, *warehouse.fits_trained_on(venue.name, instrument, date, later, model=family)]]
+        partitions += [(table, day, instrument, MARKET_MAKING) for table in BACKTEST_TABLES
+                       for day in [date, *warehouse.fits_trained_on(venue.name, instrument, date, later)]] if venue.has_book else []
     else:
         partitions = [(PANEL, date, None, None)]
     for table, day, name, family in partitions:
