@@ -133,7 +133,9 @@ def test_every_familys_predictions_are_backtested_with_plots_and_one_summary(mar
     for date in (MONDAY, TUESDAY):  # a same-day split, then a window of earlier days
         making = model_table(warehouse, "backtest_metrics", "market_making", date)
         assert making["strategy"].to_list() == ["avellaneda_stoikov", "symmetric"] and (making["bid_fills"] > 0).all()
-    summary = defs.resolve_job_def("refresh_duckdb_catalog").execute_in_process(instance=instance)
+    refresh_views(warehouse)
+    summary = defs.resolve_job_def("refresh_duckdb_catalog").execute_in_process(
+        instance=instance, asset_selection=[dg.AssetKey(["warehouse", "backtest_summary"])])
     rows = summary.asset_materializations_for_node("warehouse__backtest_summary")[0].metadata
     assert rows["rows"].value == 2 * (sum(len(set(model_table(warehouse, "predictions", f, TUESDAY)["label"])) for f in FAMILIES) + 1)
     assert "lightgbm/index.html" in (warehouse / "reports" / "index.html").read_text()
