@@ -1,6 +1,6 @@
 """The Avellaneda–Stoikov market maker: quote formulas, the paper's known answer, parameter
 estimation on synthetic flow with known parameters, fills on hand-made message flows, and the
-vectorised simulator against its per-event loop."""
+simulator against its independent per-interval formulation."""
 
 from __future__ import annotations
 
@@ -16,8 +16,8 @@ from lob_platform.backtest.market_making import (
     estimate_parameters,
     message_arrays,
     reservation_price_and_spread,
+    simulate_by_intervals,
     simulate_on_messages,
-    simulate_on_messages_loop,
     simulate_paper,
 )
 from lob_platform.core.columns import book_columns
@@ -46,7 +46,7 @@ def frame(rows: list[tuple], levels: int = 1) -> pl.DataFrame:
 def run(rows: list[tuple], levels: int = 1, config: MarketMakerConfig = CONFIG, forecast_mid=None):
     events = message_arrays(frame(rows, levels))
     result = simulate_on_messages(events, TIGHT, config, "symmetric", forecast_mid)
-    reference = simulate_on_messages_loop(events, TIGHT, config, "symmetric", forecast_mid)
+    reference = simulate_by_intervals(events, TIGHT, config, "symmetric", forecast_mid)
     assert result.fills.equals(reference.fills) and result.quotes.equals(reference.quotes)
     return result
 
@@ -250,7 +250,7 @@ def test_quotes_never_cross_the_touch_however_far_the_forecast_pulls_them():
     assert unskewed.quotes.select("bid_price", "ask_price").row(0) == (100.00, 100.02)
 
 
-# ---- the vectorised simulator against the loop
+# ---- the two formulations of the simulator against each other
 
 
 def random_flow(rng, events: int, levels: int = 2) -> pl.DataFrame:
@@ -283,28 +283,29 @@ def random_flow(rng, events: int, levels: int = 2) -> pl.DataFrame:
 
 
 @pytest.mark.parametrize("strategy", ["inventory", "symmetric"])
-def test_vectorised_and_loop_simulators_agree_on_random_flow(strategy):
+def test_the_interval_and_event_formulations_agree_on_random_flow(strategy):
     rng = np.random.default_rng(11)
     events = message_arrays(random_flow(rng, 4000))
     forecast = np.where(rng.random(len(events)) < 0.5, events.mid + rng.normal(0.0, 0.02, len(events)), np.nan)
     params = MarketMakingParameters(sigma=0.01, A=1.0, k=200.0)  # spread ~1.3 ticks, ~0.3 tick per lot held
     config = MarketMakerConfig(gamma=0.1, quote_size=100.0, inventory_limit=300.0, requote_interval_s=1.0,
                                horizon_s=300.0, tick_size=TICK, fee_bps=1.0, forecast_skew_weight=0.5)
-    fast = simulate_on_messages(events, params, config, strategy, forecast)
-    loop = simulate_on_messages_loop(events, params, config, strategy, forecast)
+    by_intervals = simulate_by_intervals(events, params, config, strategy, forecast)
+    by_events = simulate_on_messages(events, params, config, strategy, forecast)
 
-    assert fast.fills.equals(loop.fills) and fast.quotes.equals(loop.quotes)
+    assert by_intervals.fills.equals(by_events.fills) and by_intervals.quotes.equals(by_events.quotes)
     for name in ("inventory", "cash", "equity"):
-        np.testing.assert_array_equal(getattr(fast, name), getattr(loop, name))
-    assert fast.metrics.keys() == loop.metrics.keys()
-    assert all(fast.metrics[key] == loop.metrics[key] or math.isnan(fast.metrics[key]) for key in fast.metrics)
+        np.testing.assert_array_equal(getattr(by_intervals, name), getattr(by_events, name))
+    assert by_intervals.metrics.keys() == by_events.metrics.keys()
+    assert all(by_intervals.metrics[key] == by_events.metrics[key] or math.isnan(by_intervals.metrics[key])
+               for key in by_intervals.metrics)
 
     # the flow exercises every path: both sides, queue and trade-through fills, kept quotes, the limit
-    fills, quotes = fast.fills, fast.quotes
-    assert fast.metrics["bid_fills"] > 20 and fast.metrics["ask_fills"] > 20
+    fills, quotes = by_events.fills, by_events.quotes
+    assert by_events.metrics["bid_fills"] > 20 and by_events.metrics["ask_fills"] > 20
     assert (fills["queue_ahead_at_placement"] > 0).any() and (fills["queue_ahead_at_placement"] == 0).any()
     assert (quotes["bid_price"].is_not_null() & ~quotes["bid_new"]).any()
-    assert fast.metrics["max_abs_inventory"] == 300.0
+    assert by_events.metrics["max_abs_inventory"] == 300.0
     # no quote crosses the touch it was placed against; every fill comes after its quote's placement
     placed = quotes["event_index"].to_numpy()
     bid, ask = quotes["bid_price"].to_numpy(), quotes["ask_price"].to_numpy()  # NaN where not quoted
@@ -313,6 +314,6 @@ def test_vectorised_and_loop_simulators_agree_on_random_flow(strategy):
     assert np.all(np.searchsorted(placed, fills["event_index"].to_numpy()) > 0)
     # bookkeeping: cash and inventory follow the fills, fees charged on every fill
     signed = np.where(fills["side"].to_numpy() == "bid", 1.0, -1.0)
-    assert fast.inventory[-1] == pytest.approx(100.0 * signed.sum())
+    assert by_events.inventory[-1] == pytest.approx(100.0 * signed.sum())
     notional = 100.0 * fills["price"].to_numpy()
-    assert fast.cash[-1] == pytest.approx(-(signed * notional).sum() - 1e-4 * notional.sum())
+    assert by_events.cash[-1] == pytest.approx(-(signed * notional).sum() - 1e-4 * notional.sum())

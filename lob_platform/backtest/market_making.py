@@ -31,8 +31,10 @@ strategy against 67.21 (13.43) for the symmetric one, and a final inventory std 
   log λ(δ) = log A − k·δ is fitted by ordinary least squares on that grid. A day with fewer than
   ``MIN_EXECUTIONS_PER_DAY`` execution messages is an error, as is a fit with k ≤ 0.
 
-**The market maker on real messages** (``simulate_on_messages``, and its per-event reference
-``simulate_on_messages_loop`` with identical results). Approximations, all of them deliberate:
+**The market maker on real messages** (``simulate_on_messages``, a loop over the events; and
+``simulate_by_intervals``, an independent numpy formulation per requote interval that must give
+identical results: a cross-check of the fill logic, not faster, since the requotes dominate).
+Approximations, all of them deliberate:
 
 - *Requotes.* Requote times are the day's first time stamp plus multiples of
   ``requote_interval_s``. The quotes of a requote are placed right after the last event at or
@@ -459,24 +461,12 @@ _QUOTE_COLUMNS = {"reservation": float, "bid_ticks": np.int64, "bid_quoted": boo
                   "bid_new": bool, "ask_ticks": np.int64, "ask_quoted": bool, "ask_queue_ahead": float, "ask_new": bool}
 
 
-def simulate_on_messages(events: MessageArrays, params: MarketMakingParameters, config: MarketMakerConfig,
-                         strategy: str, forecast_mid: np.ndarray | None = None) -> MarketMakingResult:
-    """The Avellaneda–Stoikov (``strategy="inventory"``) or symmetric market maker replayed against
-    a day's messages (model and approximations in the module docstring). ``forecast_mid``: a
-    forecast of the mid per event (NaN where none) that skews the reservation price.
-
-    Loops over the requote intervals only: each interval's executions on each side are found by
-    ``searchsorted`` (done for all intervals at once), the first filling one by numpy masks on
-    that slice, and the per-event inventory and cash are cumulative sums of the fills. Equal,
-    fill for fill, to ``simulate_on_messages_loop``.
-
-    Metrics: final_pnl, final_inventory, pnl_std_per_fill (std of the equity change from one fill
-    to the next, the first from 0), bid_fills, ask_fills, quotes_placed (new quotes, kept ones not
-    counted), fill_rate (fills / quotes_placed), spread_captured (mean over fills of ask price −
-    mid before the fill and mid before − bid price), fees, mean_abs_inventory (per event),
-    max_abs_inventory, time_weighted_inventory and time_weighted_abs_inventory (weighted by the
-    time to the next event).
-    """
+def simulate_by_intervals(events: MessageArrays, params: MarketMakingParameters, config: MarketMakerConfig,
+                          strategy: str, forecast_mid: np.ndarray | None = None) -> MarketMakingResult:
+    """``simulate_on_messages`` formulated per requote interval: each interval's executions on
+    each side are found by ``searchsorted`` (for all intervals at once), the first filling one by
+    numpy masks on that slice, and the per-event inventory and cash are cumulative sums of the
+    fills. Equal, fill for fill, to ``simulate_on_messages`` (tested on random flow)."""
     replay = _replay(events, params, config, strategy, forecast_mid)
     n = len(events)
     is_execution = events.event_code == EXECUTE_VISIBLE
@@ -519,10 +509,20 @@ def simulate_on_messages(events: MessageArrays, params: MarketMakingParameters, 
     return _result(replay, np.cumsum(inventory_change), np.cumsum(cash_change), fills, rows)
 
 
-def simulate_on_messages_loop(events: MessageArrays, params: MarketMakingParameters, config: MarketMakerConfig,
-                              strategy: str, forecast_mid: np.ndarray | None = None) -> MarketMakingResult:
-    """``simulate_on_messages`` as a plain loop over the events, requoting one requote at a time
-    (the reference it must equal, and the benchmark's baseline)."""
+def simulate_on_messages(events: MessageArrays, params: MarketMakingParameters, config: MarketMakerConfig,
+                         strategy: str, forecast_mid: np.ndarray | None = None) -> MarketMakingResult:
+    """The Avellaneda–Stoikov (``strategy="inventory"``) or symmetric market maker replayed against
+    a day's messages, one event at a time (model and approximations in the module docstring).
+    ``forecast_mid``: a forecast of the mid per event (NaN where none) that skews the reservation
+    price.
+
+    Metrics: final_pnl, final_inventory, pnl_std_per_fill (std of the equity change from one fill
+    to the next, the first from 0), bid_fills, ask_fills, quotes_placed (new quotes, kept ones not
+    counted), fill_rate (fills / quotes_placed), spread_captured (mean over fills of ask price −
+    mid before the fill and mid before − bid price), fees, mean_abs_inventory (per event),
+    max_abs_inventory, time_weighted_inventory and time_weighted_abs_inventory (weighted by the
+    time to the next event).
+    """
     replay = _replay(events, params, config, strategy, forecast_mid)
     n = len(events)
     requotes_before = np.zeros(n, bool)
