@@ -5,13 +5,13 @@ import dagster as dg
 from lob_platform.core.settings import Settings, load_settings
 from lob_platform.core.tables import MESSAGES, SNAPSHOTS
 from lob_platform.defs.automation import build_automation, build_jobs
+from lob_platform.defs.backtests import build_backtest_assets, build_summary_asset
 from lob_platform.defs.crypto_panel import build_panel_asset
 from lob_platform.defs.features import build_feature_assets
 from lob_platform.defs.models import build_model_assets
 from lob_platform.defs.panel_models import build_panel_model_assets
 from lob_platform.defs.raw import build_raw_asset, build_raw_schema_check
 from lob_platform.defs.resources import WarehouseIOManager
-from lob_platform.defs.backtests import build_backtest_assets, build_summary_asset
 from lob_platform.defs.streaming import build_streaming_assets
 from lob_platform.defs.validated import build_validated_assets
 from lob_platform.defs.warehouse import build_catalogue_asset

@@ -33,9 +33,9 @@ import dagster as dg
 
 from lob_platform.core.settings import Settings, warehouse_root
 from lob_platform.core.tables import MESSAGES, REPORT_TABLE, SNAPSHOTS
+from lob_platform.defs.backtests import backtest_keys
 from lob_platform.defs.crypto_panel import panel_inputs
 from lob_platform.defs.features import fit_spec_hash, resolve_window
-from lob_platform.defs.backtests import backtest_keys
 from lob_platform.defs.models import model_key, model_keys
 from lob_platform.defs.panel_models import GROUP as PANEL_MODELS_GROUP
 from lob_platform.defs.partitions import in_partition_range, instruments_of, partition_key, trading_date

@@ -28,6 +28,7 @@ from lob_platform.backtest.signals import SignalConfig
 from lob_platform.backtest.spec import BacktestSpec
 from lob_platform.backtest.summary import summary_rows, write_summary
 from lob_platform.core.settings import Settings, warehouse_root
+from lob_platform.core.splits import chronological_split
 from lob_platform.defs.features import resolve_window, tick_of
 from lob_platform.defs.models import markdown_table, model_key
 from lob_platform.defs.partitions import by_date_and_instrument, day_of, earlier_days
@@ -258,8 +259,9 @@ def market_days(warehouse: Warehouse, venue: Venue, instrument: str, date: str, 
 
 
 def first_test_row(rows: int, train_fraction: float) -> int:
-    """First row of a same-day split's test part (the models' split: train, then validation and test evenly)."""
-    return int(rows * (train_fraction + (1 - train_fraction) / 2))
+    """First row of a same-day split's test part: the models' chronological split (``evaluation_rows``)."""
+    held_out = (1 - train_fraction) / 2
+    return int((chronological_split(rows, (train_fraction, held_out, held_out)) != "test").sum())
 
 
 def market_making_tables(runs: dict[str, mm.MarketMakingResult], book: Book, start: int, spec: BacktestSpec,

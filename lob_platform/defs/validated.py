@@ -147,11 +147,11 @@ def retract_derived(context, venue: Venue, training: TrainingWindowSpec, date: s
         partitions = [(table, date, instrument, None) for table in DERIVED_PER_DAY]
         partitions += [(table, later_date, instrument, None)
                        for later_date in warehouse.fits_trained_on(venue.name, instrument, date, later) for table in FIT_CHAIN]
-        families = FAMILIES if venue.has_book else ()
-        partitions += [(table, day, instrument, family) for family in families for table in MODEL_TABLES + BACKTEST_TABLES
-                       for day in [date, *warehouse.fits_trained_on(venue.name, instrument, date, later, model=family)]]
-        partitions += [(table, day, instrument, MARKET_MAKING) for table in BACKTEST_TABLES
-                       for day in [date, *warehouse.fits_trained_on(venue.name, instrument, date, later)]] if venue.has_book else []
+        if venue.has_book:  # the models and backtests of the day and of the later days trained on it
+            partitions += [(table, day, instrument, family) for family in FAMILIES for table in MODEL_TABLES + BACKTEST_TABLES
+                           for day in [date, *warehouse.fits_trained_on(venue.name, instrument, date, later, model=family)]]
+            partitions += [(table, day, instrument, MARKET_MAKING) for table in BACKTEST_TABLES
+                           for day in [date, *warehouse.fits_trained_on(venue.name, instrument, date, later)]]
     else:
         partitions = [(PANEL, date, None, None)]
     for table, day, name, family in partitions:
