@@ -46,7 +46,7 @@ def equity_figure(title: str, curves: pl.DataFrame) -> bytes:
     top.legend(fontsize=7)
     bottom.set_ylabel("drawdown")
     figure.autofmt_xdate()
-    figure.tight_layout()
+    figure.subplots_adjust(left=0.1, right=0.98, top=0.93, bottom=0.16, hspace=0.08)  # fixed margins: one draw, not two
     return png(figure)
 
 
@@ -60,7 +60,7 @@ def inventory_figure(title: str, curves: pl.DataFrame) -> bytes:
     axis.set_title(title)
     axis.legend(fontsize=7)
     figure.autofmt_xdate()
-    figure.tight_layout()
+    figure.subplots_adjust(left=0.1, right=0.98, top=0.88, bottom=0.3)
     return png(figure)
 
 
