@@ -207,8 +207,7 @@ def build_market_making_asset(venue: Venue, settings: Settings) -> dg.AssetsDefi
             "equity_curves": dg.AssetOut(key=curves_key, kinds={"polars", "parquet"}, description=(
                 "Equity (share of capital), drawdown and inventory of each market maker at each bar's end.")),
         },
-        deps=[dg.AssetDep(venue_key(venue, venue.kind.validated), partition_mapping=window),
-              dg.AssetDep(venue_key(venue, FEATURES))],
+        deps=[dg.AssetDep(venue_key(venue, venue.kind.validated), partition_mapping=window)],
         partitions_def=by_date_and_instrument(venue.name),
         group_name=group(venue),
     )
@@ -220,13 +219,12 @@ def build_market_making_asset(venue: Venue, settings: Settings) -> dg.AssetsDefi
         if not plan.ready:
             raise InputsNotReady(f"the training window of {venue.name} {date}|{instrument} is not ready: materialize "
                                  + ", ".join(f"{venue.name}/{venue.kind.validated} {d}|{instrument}" for d in plan.waiting_for))
-        training, trading, start = market_days(warehouse, venue, instrument, date, plan, settings)
+        training, trading, day_seconds = market_days(warehouse, venue, instrument, date, plan, settings)
         params = mm.estimate_parameters(training)
-        book, _ = day_book(warehouse, venue, date, instrument)
         quoting = dataclasses.replace(spec.market_making, tick_size=tick_of(venue, instrument))
         runs = {name: mm.simulate_on_messages(trading, params, quoting, strategy)
                 for name, strategy in (("avellaneda_stoikov", "inventory"), ("symmetric", "symmetric"))}
-        metrics, curves = market_making_tables(runs, book, start, spec, venue)
+        metrics, curves = market_making_tables(runs, trading, day_seconds, spec, venue)
         folder = report_folder(warehouse.root, venue.name, instrument, date, MARKET_MAKING)
         title = f"Avellaneda–Stoikov market making, {venue.name} {instrument} {date}"
         images = {"equity.png": equity_figure(f"{title}: equity and drawdown", curves),
@@ -246,16 +244,17 @@ def build_market_making_asset(venue: Venue, settings: Settings) -> dg.AssetsDefi
 
 
 def market_days(warehouse: Warehouse, venue: Venue, instrument: str, date: str, plan, settings: Settings):
-    """(the training days' message arrays, the traded part of ``date``, its first event): every
-    earlier day of the window and all of ``date``, or, with a same-day split, the day before its
-    test part and its test part (the part the models are tested on)."""
+    """(the training days' message arrays, the traded part of ``date``, the seconds ``date`` spans):
+    every earlier day of the window and all of ``date``, or, with a same-day split, the day before
+    its test part and its test part (the part the models are tested on)."""
     read = lambda d: pl.read_parquet(warehouse.path(venue.kind.validated, venue.name, d, instrument))  # noqa: E731
     day = read(date)
+    seconds = (day["ts_ns"][-1] - day["ts_ns"][0]) / NS if day.height else 0.0
     earlier = [d for d in plan.dates if d != date]
     if earlier:
-        return [mm.message_arrays(read(d)) for d in earlier], mm.message_arrays(day), 0
+        return [mm.message_arrays(read(d)) for d in earlier], mm.message_arrays(day), seconds
     start = first_test_row(day.height, settings.training.train_fraction)
-    return [mm.message_arrays(day[:start])], mm.message_arrays(day[start:]), start
+    return [mm.message_arrays(day[:start])], mm.message_arrays(day[start:]), seconds
 
 
 def first_test_row(rows: int, train_fraction: float) -> int:
@@ -264,14 +263,14 @@ def first_test_row(rows: int, train_fraction: float) -> int:
     return int((chronological_split(rows, (train_fraction, held_out, held_out)) != "test").sum())
 
 
-def market_making_tables(runs: dict[str, mm.MarketMakingResult], book: Book, start: int, spec: BacktestSpec,
-                         venue: Venue) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Per strategy: the direction backtest's performance metrics (on the equity from the first
-    traded event, capital = the inventory limit's notional) and the market maker's own; the equity
-    curves at every bar's end."""
-    traded = Book(book.ts_ns[start:], book.bid[start:], book.ask[start:], book.mid[start:])
+def market_making_tables(runs: dict[str, mm.MarketMakingResult], trading: mm.MessageArrays, day_seconds: float,
+                         spec: BacktestSpec, venue: Venue) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Per strategy: the direction backtest's performance metrics (on the traded events, with the
+    market maker's own mid; capital = the inventory limit's notional) and the market maker's own;
+    the equity curves at every bar's end."""
+    traded = Book(trading.ts_ns, trading.best_bid, trading.best_ask, trading.mid)
     capital = spec.market_making.inventory_limit * float(np.nanmedian(traded.mid))
-    per_day = max((book.ts_ns[-1] - book.ts_ns[0]) / NS / spec.bar_seconds, 1.0)
+    per_day = max(day_seconds / spec.bar_seconds, 1.0)
     rows, curves = [], {}
     for name, result in runs.items():
         run = StrategyRun(result.inventory, result.cash, result.equity, result.fills["event_index"].to_numpy(),
