@@ -43,6 +43,8 @@ EQUITY_CURVES = "equity_curves"
 MODEL_TABLES = (TRAINED_MODELS, PREDICTIONS, MODEL_METRICS)
 """Tables of each model family's day D (hive key ``model`` = the family): the models trained for D
 on its window, their predictions on D and their out-of-sample metrics."""
+GENERATION = "generation"
+"""The Mamba TPP's generated order flow of D against the real continuation (``model=mamba_tpp``)."""
 BACKTEST_TABLES = (BACKTEST_METRICS, EQUITY_CURVES)
 MARKET_MAKING = "market_making"
 """The backtest of a family's predictions on D (per strategy: metrics, and equity at every bar),

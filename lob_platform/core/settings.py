@@ -5,7 +5,7 @@
   selects the small model configurations (``ModelSpecs.tiny``) that CI and the main job train;
   the default, ``full``, is the seeds' values. ``LOB_MODEL_FAMILIES`` (comma-separated, empty for
   none) limits which model families get assets (``panel_transformer`` and ``ssm_hippo`` are the
-  crypto panel's). ``LOB_BACKTESTS=0`` leaves out the backtest and market-making assets.
+  crypto panel's, ``mamba_tpp`` the event stream's). ``LOB_BACKTESTS=0`` leaves out the backtest and market-making assets.
 - Everything else is a frozen spec whose defaults are the documented ones: event/book features
   and labels (``FeatureConfig``), bins (an unfitted ``BinEdges``), the training window of every fit
   (``TrainingWindowSpec``), token sequences (``SequenceSpec``) and the crypto panel
@@ -29,7 +29,7 @@ from lob_platform.backtest.spec import BacktestSpec
 from lob_platform.errors import ConfigError
 from lob_platform.features.crypto_panel import PanelConfig
 from lob_platform.features.table import FeatureConfig
-from lob_platform.models.specs import PANEL_FAMILIES, ModelSpecs
+from lob_platform.models.specs import EVENT_FAMILIES, PANEL_FAMILIES, ModelSpecs
 from lob_platform.tokens.bins import BinEdges
 from lob_platform.tokens.sequences import SEQ_LEN, STRIDE
 
@@ -87,7 +87,8 @@ def load_settings() -> Settings:
     models = MODEL_SIZES[size]()
     if "LOB_MODEL_FAMILIES" in os.environ:  # e.g. "lightgbm,lstm,ssm_hippo"; empty: no model assets
         named = [f for f in os.environ["LOB_MODEL_FAMILIES"].split(",") if f]
-        models = dataclasses.replace(models, families=tuple(f for f in named if f not in PANEL_FAMILIES),
+        models = dataclasses.replace(models, families=tuple(f for f in named if f not in PANEL_FAMILIES + EVENT_FAMILIES),
+                                     event_families=tuple(f for f in named if f in EVENT_FAMILIES),
                                      panel_families=tuple(f for f in named if f in PANEL_FAMILIES))
     backtest = BacktestSpec(enabled=os.environ.get("LOB_BACKTESTS", "1") != "0")
     return Settings(data_root=data_root(), warehouse_root=warehouse_root(), models=models, backtest=backtest)

@@ -13,6 +13,7 @@ from lob_platform.defs.panel_models import build_panel_model_assets
 from lob_platform.defs.raw import build_raw_asset, build_raw_schema_check
 from lob_platform.defs.resources import WarehouseIOManager
 from lob_platform.defs.streaming import build_streaming_assets
+from lob_platform.defs.tpp import build_tpp_assets
 from lob_platform.defs.validated import build_validated_assets
 from lob_platform.defs.warehouse import build_catalogue_asset
 from lob_platform.sources.registry import Venue
@@ -26,6 +27,7 @@ def build_definitions(venues: list[Venue], settings: Settings | None = None) -> 
     assets += [build_validated_assets(v, settings.training) for v in venues]
     assets += [asset for v in venues if v.kind is MESSAGES for asset in build_feature_assets(v, settings)]
     assets += [asset for v in venues if v.kind is MESSAGES and v.has_book for asset in build_model_assets(v, settings)]
+    assets += [asset for v in venues if v.kind is MESSAGES and v.has_book for asset in build_tpp_assets(v, settings)]
     backtests = [asset for v in venues if v.kind is MESSAGES and v.has_book for asset in build_backtest_assets(v, settings)]
     assets += backtests
     assets += [build_panel_asset(v, settings) for v in venues if v.kind is SNAPSHOTS]

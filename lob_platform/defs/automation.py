@@ -36,14 +36,15 @@ from lob_platform.core.tables import MESSAGES, REPORT_TABLE, SNAPSHOTS
 from lob_platform.defs.backtests import backtest_keys
 from lob_platform.defs.crypto_panel import panel_inputs
 from lob_platform.defs.features import fit_spec_hash, resolve_window
-from lob_platform.defs.models import model_key, model_keys
+from lob_platform.defs.models import model_key, model_keys, model_tables
 from lob_platform.defs.panel_models import GROUP as PANEL_MODELS_GROUP
 from lob_platform.defs.partitions import in_partition_range, instruments_of, partition_key, trading_date
 from lob_platform.defs.raw import venue_key
 from lob_platform.defs.streaming import STREAM_EVALUATION, stream_evaluation_job_name
 from lob_platform.features.training_window import PREVIOUS_DAYS
-from lob_platform.lineage import (BACKTEST_TABLES, BIN_EDGES, EVENT_TOKENS, FEATURES, FIT_CHAIN, MODEL_TABLES, PANEL, TOKEN_SEQUENCES,
+from lob_platform.lineage import (BACKTEST_TABLES, BIN_EDGES, EVENT_TOKENS, FEATURES, FIT_CHAIN, PANEL, TOKEN_SEQUENCES,
                                   TRAINED_MODELS, Warehouse)
+from lob_platform.models.specs import FAMILIES
 from lob_platform.sources.catalog import Catalogue, DayFile
 from lob_platform.sources.registry import Venue
 from lob_platform.training.fit import config_hash
@@ -71,7 +72,8 @@ def fit_chain_tables(venue: Venue) -> tuple[str, ...]:
 
 def fit_chain_keys(venue: Venue, settings: Settings) -> list[dg.AssetKey]:
     """A day's assets made from its training window: the fit chain, and the models where there is a book."""
-    models = model_keys(venue, settings.models.families) + backtest_keys(venue, settings) if venue.has_book else []
+    families = settings.models.families + settings.models.event_families
+    models = model_keys(venue, families) + backtest_keys(venue, settings) if venue.has_book else []
     return [venue_key(venue, t) for t in fit_chain_tables(venue)] + models
 
 
@@ -190,18 +192,17 @@ def expected_model_record(warehouse: Warehouse, venue: Venue, instrument: str, p
 
 def stale_model_families(warehouse: Warehouse, venue: Venue, instrument: str, date: str, plan, settings: Settings,
                          tables: tuple[str, ...] | None = None) -> list[str]:
-    """Families whose models of ``date`` are missing, trained on other inputs or settings, or lack
-    one of ``tables`` (default: the model tables, and the backtest's where backtests are on; none
-    for a venue without a book)."""
+    """Families (the Mamba TPP included) whose models of ``date`` are missing, trained on other
+    inputs or settings, or lack one of ``tables`` (default: the family's tables, and the backtest's
+    where backtests are on; none for a venue without a book)."""
     if not venue.has_book:
         return []
-    if tables is None:
-        tables = MODEL_TABLES + (BACKTEST_TABLES if settings.backtest.enabled else ())
     stale = []
-    for family in settings.models.families:
+    for family in settings.models.families + settings.models.event_families:
         expected = expected_model_record(warehouse, venue, instrument, plan, settings, family)
         recorded = warehouse.recorded(TRAINED_MODELS, venue.name, date, instrument, list(expected), model=family)
-        complete = all(warehouse.path(t, venue.name, date, instrument, family).exists() for t in tables)
+        wanted = tables or model_tables(family) + (BACKTEST_TABLES if settings.backtest.enabled and family in FAMILIES else ())
+        complete = all(warehouse.path(t, venue.name, date, instrument, family).exists() for t in wanted)
         if recorded != expected or not complete:
             stale.append(family)
     return stale

@@ -36,7 +36,7 @@ from lob_platform.defs.run_config import spec_config
 from lob_platform.defs.raw import venue_key
 from lob_platform.lineage import (BACKTEST_METRICS, BACKTEST_TABLES, EQUITY_CURVES, FEATURES, MARKET_MAKING, PREDICTIONS,
                                   InputsNotReady, Warehouse)
-from lob_platform.models.specs import FAMILY_TITLES
+from lob_platform.models.specs import FAMILIES, FAMILY_TITLES
 from lob_platform.sources.registry import Venue
 from lob_platform.training import plots
 from lob_platform.training.metrics import OFI_BASELINE_FEATURE
@@ -54,7 +54,8 @@ def backtest_keys(venue: Venue, settings: Settings, families: tuple[str, ...] | 
     family is meant; none when backtests are off (``LOB_BACKTESTS=0``)."""
     if not settings.backtest.enabled:
         return []
-    keys = [model_key(venue, f, t) for f in (settings.models.families if families is None else families) for t in BACKTEST_TABLES]
+    traded = [f for f in (settings.models.families if families is None else families) if f in FAMILIES]  # not the TPP
+    keys = [model_key(venue, f, t) for f in traded for t in BACKTEST_TABLES]
     return keys + (market_making_keys(venue) if families is None else [])
 
 

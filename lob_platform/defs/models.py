@@ -31,8 +31,9 @@ from lob_platform.defs.features import fit_spec_hash, resolve_window
 from lob_platform.defs.partitions import by_date_and_instrument, day_of, earlier_days
 from lob_platform.defs.raw import venue_key
 from lob_platform.core.tables import REPORT_TABLE
-from lob_platform.lineage import FEATURES, MODEL_METRICS, MODEL_TABLES, PREDICTIONS, TRAINED_MODELS, InputsNotReady, Warehouse
-from lob_platform.models.specs import FAMILIES, FAMILY_TITLES, TABULAR_FAMILIES, LabelSpec, ModelSpecs, SearchSpec
+from lob_platform.lineage import (FEATURES, GENERATION, MODEL_METRICS, MODEL_TABLES, PREDICTIONS, TRAINED_MODELS, InputsNotReady,
+                                  Warehouse)
+from lob_platform.models.specs import EVENT_FAMILIES, FAMILIES, FAMILY_TITLES, TABULAR_FAMILIES, LabelSpec, ModelSpecs, SearchSpec
 from lob_platform.sources.registry import Venue
 from lob_platform.training import plots, store
 from lob_platform.training.fit import build_module, config_hash, feature_list, input_columns, predict_day, train_family
@@ -64,8 +65,13 @@ def model_key(venue: Venue, family: str, table: str) -> dg.AssetKey:
     return dg.AssetKey([venue.name, family, table])
 
 
+def model_tables(family: str) -> tuple[str, ...]:
+    """The tables of a family's day: the Mamba TPP adds its generated order flow."""
+    return MODEL_TABLES + ((GENERATION,) if family in EVENT_FAMILIES else ())
+
+
 def model_keys(venue: Venue, families: tuple[str, ...] = FAMILIES) -> list[dg.AssetKey]:
-    return [model_key(venue, f, t) for f in families for t in MODEL_TABLES]
+    return [model_key(venue, f, t) for f in families for t in model_tables(f)]
 
 
 # ---- run configuration: every field of a family's spec, overridable per run (launchpad, CLI)

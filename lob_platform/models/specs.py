@@ -15,6 +15,9 @@ and the main job train.
   warm-up steps, 50 epochs, early stopping after 5), one per forecast horizon x pair.
 - ``SSMHippoSpec``: the SSM-HiPPO forecaster (HiPPO-LegS-initialised state-space layers over
   patches of 16, stride 8, with channel attention; lookback 96 -> forecast 32 on 24 channels).
+- ``MambaTPPSpec``: the Mamba temporal point process of the event tokens (d_model 512, 6 layers,
+  embedding dropout 0.15, MLP dropout 0.32, peak learning rate 1e-4 after 400 warm-up steps,
+  5000 steps of batch 32 over sequences of 256 events, stride 128).
 
 ``ModelSpecs`` bundles them; ``ModelSpecs.tiny()`` is the configuration of CI and the main job.
 """
@@ -28,9 +31,11 @@ from lob_platform.errors import ConfigError
 FAMILIES = ("lightgbm", "logistic_regression", "random_forest", "lstm")
 PANEL_FAMILIES = ("panel_transformer", "ssm_hippo")
 """The crypto panel's forecasters (the Jung & Lee transformers, SSM-HiPPO)."""
+EVENT_FAMILIES = ("mamba_tpp",)
+"""Models of the event stream itself (the Mamba temporal point process)."""
 TABULAR_FAMILIES = FAMILIES[:3]
 FAMILY_TITLES = {"lightgbm": "LightGBM", "logistic_regression": "logistic regression",
-                 "random_forest": "random forest", "lstm": "LSTM"}
+                 "random_forest": "random forest", "lstm": "LSTM", "mamba_tpp": "Mamba TPP"}
 NEXT_MID_UP = "next_mid_up"
 LABELLINGS = ("threshold", "smoothed")
 
@@ -208,6 +213,60 @@ class SSMHippoSpec:
                               f"patch_stride, d_state, n_layers; got {self}")
 
 
+TPP_MARKS = ("price_coarse", "price_fine", "size", "event_type", "side", "level")
+"""The marks the TPP predicts for the next event: price change (coarse group, then the fine bin
+inside it), size bin, event type, side and level bin."""
+BACKBONES = ("mamba", "transformer")
+TIME_DISTRIBUTIONS = ("exponential", "lognormal")
+
+
+@dataclass(frozen=True)
+class MambaTPPSpec:
+    """The Mamba temporal point process; defaults are the LOB Mamba project's DEFAULT_CONFIG. The
+    price tick is the venue's (``data/venues.toml``; 0.01 on LOBSTER, the project's ``tick_size``).
+
+    Loss per event: ``time_weight`` x the next event's time NLL + ``mark_weight`` x the sum of the
+    marks' cross-entropies (every mark weighs the same; time and marks 1 each by default)."""
+
+    d_model: int = 512
+    n_layers: int = 6
+    d_state: int = 16  # mamba-ssm's defaults for the block
+    d_conv: int = 4
+    expand: int = 2
+    dropout_emb: float = 0.15
+    dropout_mlp: float = 0.32  # in the heads' shared MLP
+    backbone: str = "mamba"  # or "transformer": causal pre-norm encoder of the same width and depth
+    n_heads: int = 8  # the transformer backbone's attention heads
+    time_distribution: str = "exponential"  # mixture of exponentials, or "lognormal" (a log-normal mixture)
+    time_components: int = 8
+    time_weight: float = 1.0
+    mark_weight: float = 1.0
+    lr_peak: float = 1e-4
+    warmup_steps: int = 400  # linear warm-up, then cosine decay to 10% of the peak at ``steps``
+    steps: int = 5000
+    batch_size: int = 32
+    grad_accumulation: int = 1  # micro-batches per optimiser step (batch_size each)
+    seq_len: int = 256
+    stride: int = 128
+    weight_decay: float = 0.01
+    validation_every: int = 250  # steps between validation passes (the best one is kept)
+    mixed_precision: bool = True  # bf16 autocast, on CUDA only
+    generation_contexts: int = 8  # held-out contexts continued by the generator
+    generation_events: int = 256  # events generated after each
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        problems = [f"backbone {self.backbone!r} (use {BACKBONES})"] if self.backbone not in BACKBONES else []
+        problems += [f"time_distribution {self.time_distribution!r} (use {TIME_DISTRIBUTIONS})"] if (
+            self.time_distribution not in TIME_DISTRIBUTIONS) else []
+        problems += ["d_model not divisible by n_heads"] if self.backbone == "transformer" and self.d_model % self.n_heads else []
+        small = [name for name in ("d_model", "n_layers", "d_state", "time_components", "steps", "batch_size",
+                                   "grad_accumulation", "seq_len", "stride", "validation_every") if getattr(self, name) < 1]
+        problems += [f"{', '.join(small)} must be >= 1"] if small else []
+        if problems:
+            raise ConfigError(f"MambaTPPSpec: {'; '.join(problems)}")
+
+
 @dataclass(frozen=True)
 class TabularFeatureSpec:
     """Book features the tabular models read: every column of the features table named here, or
@@ -237,6 +296,7 @@ mean and standard deviation."""
 @dataclass(frozen=True)
 class ModelSpecs:
     families: tuple[str, ...] = FAMILIES  # the families that get assets on venues with a book
+    event_families: tuple[str, ...] = EVENT_FAMILIES  # the event-stream models that get assets there
     panel_families: tuple[str, ...] = PANEL_FAMILIES  # the panel forecasters that get assets
     labels: LabelSpec = field(default_factory=LabelSpec)
     tabular_features: TabularFeatureSpec = field(default_factory=TabularFeatureSpec)
@@ -249,11 +309,13 @@ class ModelSpecs:
     lstm: LSTMSpec = field(default_factory=LSTMSpec)
     panel_transformer: PanelTransformerSpec = field(default_factory=PanelTransformerSpec)
     ssm_hippo: SSMHippoSpec = field(default_factory=SSMHippoSpec)
+    mamba_tpp: MambaTPPSpec = field(default_factory=MambaTPPSpec)
 
     def __post_init__(self) -> None:
         unknown = [f for f in self.families if f not in FAMILIES] + [f for f in self.panel_families if f not in PANEL_FAMILIES]
+        unknown += [f for f in self.event_families if f not in EVENT_FAMILIES]
         if unknown:
-            raise ConfigError(f"unknown model families {unknown}; known: {FAMILIES + PANEL_FAMILIES}")
+            raise ConfigError(f"unknown model families {unknown}; known: {FAMILIES + EVENT_FAMILIES + PANEL_FAMILIES}")
 
     def of(self, family: str) -> FamilySpec:
         if family not in FAMILIES:
@@ -282,7 +344,11 @@ class ModelSpecs:
                                                           decoder_layers=1, training=TINY_PANEL_TRAINING),
                    ssm_hippo=SSMHippoSpec(lookback=48, forecast=16, patch_len=8, patch_stride=4, d_model=16, d_state=8,
                                           n_layers=1, n_heads=2, training=replace(TINY_PANEL_TRAINING, learning_rate=3e-3,
-                                                                                  train_stride=2)))
+                                                                                  train_stride=2)),
+                   mamba_tpp=MambaTPPSpec(d_model=32, n_layers=2, d_state=8, dropout_emb=0.0, dropout_mlp=0.1, n_heads=4,
+                                          time_components=4, lr_peak=3e-3, warmup_steps=20, steps=150, batch_size=16,
+                                          seq_len=64, stride=32, validation_every=50, generation_contexts=4,
+                                          generation_events=64))
 
 
 TINY_PANEL_TRAINING = PanelTrainingSpec(batch_size=64, learning_rate=2e-3, warmup_steps=20, epochs=3, patience=2,

@@ -21,7 +21,7 @@ from lob_platform.datasets.rows import feature_matrix
 from lob_platform.datasets.targets import UNKNOWN, make_target, source_columns
 from lob_platform.datasets.windows import window_ends
 from lob_platform.errors import TrainingDataError
-from lob_platform.models.specs import LSTM_FEATURES, TABULAR_FAMILIES, LabelSpec, LSTMSpec, ModelSpecs
+from lob_platform.models.specs import EVENT_FAMILIES, LSTM_FEATURES, TABULAR_FAMILIES, LabelSpec, LSTMSpec, ModelSpecs
 from lob_platform.training.metrics import OFI_BASELINE_FEATURE, baseline_predictions, classification_metrics
 
 MIN_TRAIN_ROWS = 200
@@ -54,6 +54,8 @@ def feature_list(family: str, specs: ModelSpecs, columns: list[str]) -> list[str
 
 
 def config_hash(family: str, specs: ModelSpecs) -> str:
+    if family in EVENT_FAMILIES:
+        return spec_hash(specs.mamba_tpp)
     features = specs.tabular_features if family in TABULAR_FAMILIES else LSTM_FEATURES
     return spec_hash(specs.of(family), specs.labels, features, specs.validation_fraction, specs.max_train_rows,
                      specs.max_validation_rows)

@@ -28,13 +28,14 @@ def markdown_image(png: bytes, title: str) -> str:
 
 
 def training_curve(family: str, label: str, history: list[dict], loss: str = "cross-entropy") -> bytes:
-    """Per epoch (sequence models) or per search trial (tabular): training and validation ``loss``."""
+    """Per epoch (sequence models), per validation step (the TPP) or per search trial (tabular): training and validation ``loss``."""
     figure, axis = plt.subplots(figsize=(5, 3))
-    if history and "epoch" in history[0]:
-        x = [h["epoch"] for h in history]
+    if history and ("epoch" in history[0] or "step" in history[0]):
+        unit = "epoch" if "epoch" in history[0] else "step"
+        x = [h[unit] for h in history]
         axis.plot(x, [h["train_loss"] for h in history], marker="o", label="train")
         axis.plot(x, [h["validation_loss"] for h in history], marker="o", label="validation")
-        axis.set_xlabel("epoch")
+        axis.set_xlabel("epoch" if unit == "epoch" else "optimiser step")
     else:
         axis.plot([h["trial"] + 1 for h in history], [h["validation_log_loss"] for h in history], marker="o",
                   label="validation (per trial)")
