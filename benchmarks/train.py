@@ -15,7 +15,14 @@ Each measurement runs in a fresh process, so its peak resident memory (ru_maxrss
 the data) is its own. Throughput is training rows per second (the LSTM: training windows x epochs
 per second). On CUDA, when there is one, the LSTM is also measured there.
 
-    python benchmarks/train.py [--sizes tiny,full] [--families lightgbm,...]
+The Mamba TPP (``mamba_tpp``): training tokens per second (optimiser steps x batch x seq_len,
+through ``training.tpp.fit_tpp``, its final validation pass included) and peak memory, for each
+backbone of the same width, depth and sequence length: the Mamba blocks on the pure-PyTorch path
+(the CPU's sequential scan), the same with the log-depth scan the pure path uses on CUDA, and the
+Transformer; on CUDA also mamba-ssm's kernels where installed, all with bf16. A few steps at the
+seeds' size (``full``), more at ``tiny``.
+
+    python benchmarks/train.py [--sizes tiny,full] [--families lightgbm,...,mamba_tpp]
 """
 
 from __future__ import annotations
@@ -39,9 +46,12 @@ from features import machine  # noqa: E402
 from lob_platform.datasets.rows import purge_gap, training_rows  # noqa: E402
 from lob_platform.datasets.targets import make_target  # noqa: E402
 from lob_platform.datasets.windows import window_ends  # noqa: E402
-from lob_platform.models.specs import FAMILIES, LSTMSpec, ModelSpecs, SearchSpec  # noqa: E402
+from lob_platform.models.specs import EVENT_FAMILIES, FAMILIES, LSTMSpec, ModelSpecs, SearchSpec  # noqa: E402
 
 LABEL = "next_mid_up"
+TPP_STEPS = {"tiny": 40, "full": 3}
+TPP_VARIANTS = {"cpu": ("mamba", "mamba_doubling_scan", "transformer"),
+                "cuda": ("mamba_kernels", "mamba", "transformer")}
 
 
 def specs_of(size: str, family: str) -> ModelSpecs:
@@ -135,6 +145,37 @@ def measure(folder: Path, family: str, size: str, how: str, device: str) -> dict
     return {"seconds": time.perf_counter() - started, "units": len(ends) * epochs, "peak_mb": peak_mb(before)}
 
 
+def measure_tpp(folder: Path, size: str, variant: str, device: str) -> dict:
+    """One TPP measurement, in this process: ``variant`` is the backbone and, for Mamba, the path."""
+    import torch
+
+    from lob_platform.models import mamba
+    from lob_platform.tokens.bins import BinEdges, fit_bins
+    from lob_platform.training import tpp
+
+    specs = ModelSpecs.tiny() if size == "tiny" else ModelSpecs()
+    steps = TPP_STEPS[size]
+    spec = replace(specs.mamba_tpp, steps=steps, validation_every=steps, warmup_steps=1,
+                   backbone="transformer" if variant == "transformer" else "mamba")
+    rows = load_rows(folder, specs).select(*tpp.FEATURE_COLUMNS, "date", "split")
+    train = rows.filter(pl.col("split") == "train")
+    bins, scaling = fit_bins(train, BinEdges()), tpp.time_scaling(train)
+    stream = tpp.event_stream(rows, bins, scaling)
+    vocab = tpp.vocabulary(bins, scaling["mean_gap_s"])
+    if variant == "mamba_doubling_scan":
+        mamba.scan = mamba.scan_doubling  # the log-depth scan on the CPU
+    if variant == "mamba" and device == "cuda":
+        mamba.kernels_available = lambda: False  # the pure path on CUDA
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    started = time.perf_counter()
+    model, _ = tpp.fit_tpp(stream, vocab, spec, torch.device(device), lambda message: None)
+    seconds = time.perf_counter() - started
+    peak = torch.cuda.max_memory_allocated() / 2 ** 20 if device == "cuda" else peak_mb(before)
+    kernels = any(type(m).__module__.startswith("mamba_ssm") for m in model.modules())
+    return {"seconds": seconds, "units": steps * spec.batch_size * spec.grad_accumulation * spec.seq_len,
+            "peak_mb": peak, "kernels": kernels}
+
+
 def in_subprocess(folder: Path, family: str, size: str, how: str, device: str) -> dict:
     out = subprocess.run([sys.executable, __file__, "--one", str(folder), family, size, how, device],
                          capture_output=True, text=True, check=True)
@@ -144,12 +185,14 @@ def in_subprocess(folder: Path, family: str, size: str, how: str, device: str) -
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", default="tiny,full")
-    parser.add_argument("--families", default=",".join(FAMILIES))
+    parser.add_argument("--families", default=",".join(FAMILIES + EVENT_FAMILIES))
     parser.add_argument("--one", nargs=5, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
         folder, family, size, how, device = args.one
-        print(json.dumps(measure(Path(folder), family, size, how, device)))
+        measured = measure_tpp(Path(folder), size, how, device) if family in EVENT_FAMILIES else measure(
+            Path(folder), family, size, how, device)
+        print(json.dumps(measured))
         return
     import torch
 
@@ -163,17 +206,37 @@ def main() -> None:
         print(f"data: 3 training days of ACME, 20,000 events each ({time.perf_counter() - started:.0f}s to build), label {LABEL}")
         print(f"{'family':<20}{'size':<6}{'device':<7}{'platform /s':>13}{'baseline /s':>13}{'ratio':>7}"
               f"{'platform MB':>13}{'baseline MB':>13}")
+        families = args.families.split(",")
         for size in args.sizes.split(","):
-            for family in args.families.split(","):
+            for family in (f for f in families if f not in EVENT_FAMILIES):
                 for device in devices if family == "lstm" else ["cpu"]:
                     ours = in_subprocess(folder, family, size, "platform", device)
                     base = in_subprocess(folder, family, size, "baseline", device)
                     rate, base_rate = ours["units"] / ours["seconds"], base["units"] / base["seconds"]
                     print(f"{family:<20}{size:<6}{device:<7}{rate:>13,.0f}{base_rate:>13,.0f}{rate / base_rate:>7.2f}"
                           f"{ours['peak_mb']:>13,.0f}{base['peak_mb']:>13,.0f}", flush=True)
-    print("units: training rows per second (LSTM: training windows x epochs per second, validation included on the "
-          "platform side); ratio = platform / baseline; MB = how far the measurement raised the process's peak resident "
-          "memory above the peak of loading the window (0: not above it)")
+        print("units: training rows per second (LSTM: training windows x epochs per second, validation included on the "
+              "platform side); ratio = platform / baseline; MB = how far the measurement raised the process's peak "
+              "resident memory above the peak of loading the window (0: not above it)")
+        if "mamba_tpp" in families:
+            print(f"\nMamba TPP: training tokens per second (steps x batch x seq_len; {TPP_STEPS} steps, one validation "
+                  "pass included); ratio = this variant / the first row of its size and device; MB: the CPU's peak "
+                  "resident memory above loading, or CUDA's peak allocated")
+            print(f"{'variant':<22}{'size':<6}{'device':<7}{'tokens/s':>12}{'ratio':>8}{'peak MB':>10}")
+            for size in args.sizes.split(","):
+                for device in devices:
+                    first = None
+                    for variant in TPP_VARIANTS[device]:
+                        try:
+                            result = in_subprocess(folder, "mamba_tpp", size, variant, device)
+                        except subprocess.CalledProcessError as failure:
+                            print(f"{variant:<22}{size:<6}{device:<7}  failed: {failure.stderr.strip().splitlines()[-1]}")
+                            continue
+                        rate = result["units"] / result["seconds"]
+                        first = first or rate
+                        note = "" if variant != "mamba_kernels" or result["kernels"] else "  (mamba-ssm not installed: pure path)"
+                        print(f"{variant:<22}{size:<6}{device:<7}{rate:>12,.0f}{rate / first:>8.2f}{result['peak_mb']:>10,.0f}{note}",
+                              flush=True)
 
 
 if __name__ == "__main__":

@@ -44,10 +44,17 @@ SUMMARY_SQL = {
     + ", ".join(f"round(any_value(value) filter (where metric = '{m}'), 3) as {m}, "
                 f"round(any_value(best_baseline) filter (where metric = '{m}'), 3) as baseline_{m}"
                 for m in ("accuracy", "macro_f1", "mcc"))
-    + " from model_metrics group by all order by model, venue, instrument, date, label",
+    + " from model_metrics where model != 'mamba_tpp' group by all order by model, venue, instrument, date, label",
+    "mamba_tpp": "select venue, instrument, date, any_value(test_rows) as test_events, "
+    + ", ".join(f"round(any_value({column}) filter (where metric = '{m}'), 3) as {name}"
+                for m, name in (("nll_total", "nll"), ("nll_time", "time_nll"), ("accuracy_price_coarse", "price_accuracy"),
+                                ("accuracy_event_type", "type_accuracy"))
+                for column, name in (("value", name), ("poisson_marginal", f"poisson_{name}")))
+    + " from model_metrics where model = 'mamba_tpp' group by all order by all",
 }
 """The summary's tables; ``model_metrics`` is the out-of-sample table: each model on its test day
-beside the best naive baseline on the same rows."""
+beside the best naive baseline on the same rows; ``mamba_tpp`` the TPP's NLL per event (nats) and
+mark accuracies beside the homogeneous Poisson process with marginal marks."""
 HOST_TAG, PID_TAG = "lob/host", "lob/pid"
 
 

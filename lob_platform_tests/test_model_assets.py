@@ -5,6 +5,7 @@ nightly schedule and the retraining sensor."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from datetime import datetime, timezone
 from pathlib import Path
@@ -22,6 +23,8 @@ from lob_platform.features.training_window import PREVIOUS_DAYS, SAME_DAY_SPLIT
 from lob_platform.lineage import Warehouse
 from lob_platform.main_job import register_instruments
 from lob_platform.models.specs import FAMILIES, RandomForestSpec
+
+TPP = "mamba_tpp"
 from lob_platform.sources.catalog import discover
 from lob_platform.sources.registry import load_venues, venue_named
 from lob_platform.sources.synthetic import MarketConfig, generate_market
@@ -104,7 +107,7 @@ def test_model_metrics_sit_beside_the_baselines_in_sql_and_the_ui(market):
     columns, rows = query(warehouse, "select model, label, metric, value, majority, persistence, ofi_sign, best_baseline "
                                      f"from model_metrics where date = '{TUESDAY}' and instrument = 'ACME'")
     metrics = pl.DataFrame(rows, schema=columns, orient="row")
-    assert set(metrics["model"]) == set(FAMILIES)
+    assert set(metrics["model"]) == {*FAMILIES, TPP}
     assert TABLE_METRICS | {"f1_down", "f1_up"} <= set(metrics["metric"])
     accuracy = metrics.filter(pl.col("metric") == "accuracy")
     assert accuracy.select(pl.col("majority", "persistence", "ofi_sign", "best_baseline").is_not_null().all()).row(0) == (True,) * 4
@@ -115,6 +118,31 @@ def test_model_metrics_sit_beside_the_baselines_in_sql_and_the_ui(market):
     assert "data:image/png;base64," in metadata["reliability"].value and "accuracy" in metadata["out_of_sample"].value
     curves = latest_metadata(instance, model_key(venue_named("lobster"), "lstm", "trained_models"), TUESDAY)
     assert "data:image/png;base64," in curves["training_curves"].value
+
+
+def test_the_mamba_tpp_learns_its_window_with_its_days_bin_edges_scores_every_test_event_and_generates(market):
+    _, instance, results, warehouse = market
+    row = model_table(warehouse, "trained_models", TPP, TUESDAY).row(0, named=True)
+    assert (row["fit_scope"], row["fit_dates"], row["kernels"]) == (PREVIOUS_DAYS, MONDAY, "pure PyTorch")
+    manifest = json.loads((warehouse / row["store_path"] / "manifest.json").read_text())
+    edges = pl.read_parquet(warehouse / "bin_edges" / "venue=lobster" / "instrument=ACME" / f"date={TUESDAY}" / "part-0.parquet")
+    assert {r["feature"]: r["edges"] for r in manifest["bin_edges"]} == dict(zip(edges["feature"], edges["edges"].to_list()))
+    assert store.version_of(warehouse / row["store_path"]) == row["model_version"]
+    features = pl.read_parquet(warehouse / "features" / "venue=lobster" / "instrument=ACME" / f"date={TUESDAY}" / "part-0.parquet")
+    predictions = model_table(warehouse, "predictions", TPP, TUESDAY)
+    assert predictions["event_row"].to_list() == features["event_row"].to_list()[1:]  # every event after the day's first
+    refresh_views(warehouse)
+    columns, rows = query(warehouse, "select metric, value, poisson_marginal, context_1 from model_metrics "
+                                     f"where model = '{TPP}' and date = '{TUESDAY}'")
+    metrics = pl.DataFrame(rows, schema=columns, orient="row")
+    assert {"nll_total", "nll_time", "accuracy_price_coarse", "top3_event_type", "mae_log_inter_arrival"} <= set(metrics["metric"])
+    assert metrics.null_count().sum_horizontal().item() == 0
+    columns, rows = query(warehouse, f"select distribution, model, unconditional from generation where date = '{TUESDAY}'")
+    assert {r[0] for r in rows} == {"inter_arrival", "event_type", "side", "size", "price_change"} and all(r[1] is not None for r in rows)
+    (check,) = [c for c in results[TUESDAY].get_asset_check_evaluations() if c.check_name == "beats_poisson_baseline"]
+    assert check.passed  # the planted market has structure beyond the marginals
+    metadata = latest_metadata(instance, model_key(venue_named("lobster"), TPP, "model_metrics"), TUESDAY)
+    assert "nll_total" in metadata["out_of_sample"].value
 
 
 def test_every_familys_predictions_are_backtested_with_plots_and_one_summary(market):
@@ -162,7 +190,7 @@ def test_a_label_that_cannot_be_trained_warns_and_the_other_labels_go_on(market)
 
 def test_training_steps_run_in_the_gpu_pool_and_ask_kubernetes_for_a_gpu(market):
     defs, *_ = market
-    for family in FAMILIES:
+    for family in (*FAMILIES, TPP):
         node = defs.resolve_assets_def(model_key(venue_named("lobster"), family, "trained_models")).node_def
         assert node.pool == GPU_POOL
         resources = node.tags["dagster-k8s/config"]
@@ -207,7 +235,7 @@ def test_nightly_schedule_ingests_what_arrived_and_trains_the_next_trading_days_
     ahead = [r for r in requests if r.tags["lob/what"] == "train ahead"]
     assert ingest == [partition(MONDAY), partition(TUESDAY)]
     assert [str(r.partition_key) for r in ahead] == ["2024-03-06|ACME"]
-    assert set(ahead[0].asset_selection) == {model_key(venue_named("lobster"), f, "trained_models") for f in FAMILIES}
+    assert set(ahead[0].asset_selection) == {model_key(venue_named("lobster"), f, "trained_models") for f in (*FAMILIES, TPP)}
 
 
 def test_next_trading_day_skips_the_weekend_in_the_venues_time_zone():
@@ -232,3 +260,6 @@ def test_changed_model_settings_retrain_only_the_models_they_change(market):
     after = families_requested(changed)
     assert set(after) == {partition(MONDAY), partition(TUESDAY)}
     assert all("random_forest" in after[p] and after[p] - before.get(p, set()) <= {"random_forest"} for p in after)
+    tpp = families_requested(type(settings)(**{**settings.__dict__, "models": dataclasses.replace(
+        settings.models, mamba_tpp=dataclasses.replace(settings.models.mamba_tpp, steps=7))}))
+    assert all(TPP in tpp[p] and tpp[p] - before.get(p, set()) <= {TPP} for p in (partition(MONDAY), partition(TUESDAY)))

@@ -18,7 +18,7 @@ from lob_platform import build_features
 from lob_platform.datasets.rows import evaluation_rows
 from lob_platform.defs.tpp import beats_baselines, build_module
 from lob_platform.features.training_window import SAME_DAY_SPLIT
-from lob_platform.models.mamba import Mamba, _LinearScan
+from lob_platform.models.mamba import Mamba, _LinearScan, scan_doubling, scan_sequential
 from lob_platform.models.specs import TPP_MARKS, ModelSpecs
 from lob_platform.models.tpp import INPUT_TOKENS, MambaTPP, cdf, cell_log_prob, log_density, median
 from lob_platform.sources.catalog import discover
@@ -51,7 +51,14 @@ def test_parallel_scan_equals_the_step_by_step_recurrence():
     assert torch.allclose(block(hidden), torch.stack(steps, 1), atol=1e-12)
 
 
-def test_the_scans_gradient_is_the_recurrences():
+def test_both_scans_are_the_recurrence_and_the_gradient_is_the_recurrences():
+    a, b = torch.rand(2, 37, 3, 4, dtype=torch.float64), torch.randn(2, 37, 3, 4, dtype=torch.float64)
+    h, state = [], torch.zeros(2, 3, 4, dtype=torch.float64)
+    for t in range(37):
+        state = a[:, t] * state + b[:, t]
+        h.append(state)
+    assert torch.allclose(scan_doubling(a, b), torch.stack(h, 1), atol=1e-12)  # the CUDA path, run here on the CPU
+    assert torch.allclose(scan_sequential(a, b), torch.stack(h, 1), atol=1e-12)
     a = torch.rand(2, 11, 3, dtype=torch.float64, requires_grad=True)
     b = torch.randn(2, 11, 3, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(_LinearScan.apply, (a, b))
