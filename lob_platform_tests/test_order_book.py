@@ -4,7 +4,6 @@ days and on corrupted copies of them."""
 
 from __future__ import annotations
 
-import datetime as dt
 import zipfile
 
 import numpy as np
@@ -254,7 +253,7 @@ def test_corruptions_that_keep_every_row_plausible_break_book_follows_messages_a
     report = check_rules(read_lobster_pair(pairs_in_folder(tmp_path)[0]), MESSAGES, TICK)
     result = next(r for r in report.results if r.rule == "book_follows_messages")
     assert result.violations >= 1 and result.first_rows[0] == row, (kind, result)
-    assert f"rule 'book_follows_messages'" in report.describe() and f"source rows [{row}" in report.describe()
+    assert "rule 'book_follows_messages'" in report.describe() and f"source rows [{row}" in report.describe()
 
 
 # --------------------------------------------------------------------------- through the Dagster graph

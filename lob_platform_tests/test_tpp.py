@@ -18,7 +18,7 @@ from lob_platform import build_features
 from lob_platform.datasets.rows import evaluation_rows
 from lob_platform.defs.tpp import beats_baselines, build_module
 from lob_platform.features.training_window import SAME_DAY_SPLIT
-from lob_platform.models.mamba import Mamba, _LinearScan, scan_doubling, scan_sequential
+from lob_platform.models.mamba import Mamba, _LinearScan, kernels_available, scan_doubling, scan_sequential
 from lob_platform.models.specs import TPP_MARKS, ModelSpecs
 from lob_platform.models.tpp import INPUT_TOKENS, MambaTPP, cdf, cell_log_prob, log_density, median
 from lob_platform.sources.catalog import discover
@@ -146,6 +146,23 @@ def test_a_stored_checkpoint_reloads_with_identical_outputs(tmp_path, backbone):
         before, after = model(*inputs), loaded(*inputs)
     differences = {name: (before[name] - after[name]).abs().max().item() for name in before}
     assert differences == dict.fromkeys(before, 0.0)
+
+
+@pytest.mark.skipif(not kernels_available(), reason="needs CUDA and mamba-ssm (the gpu extra); none on this machine")
+def test_mamba_ssm_kernels_agree_with_the_pure_path_and_a_checkpoint_moves_to_cuda_and_back():
+    pure = small_model("mamba")
+    kernels = MambaTPP(pure.spec, pure.vocabulary, use_kernels=True).cuda().eval()
+    kernels.load_state_dict(pure.state_dict())  # the same parameter names and shapes
+    inputs = random_inputs(pure, length=64)
+    with torch.no_grad():
+        expected, got = pure(*inputs), kernels(*(x.cuda() for x in inputs))
+    worst = max((expected[name] - got[name].cpu()).abs().max().item() for name in expected)
+    print(f"largest output difference, mamba-ssm kernels against the pure path: {worst:.2e}")
+    assert worst < 1e-3
+    back = MambaTPP(pure.spec, pure.vocabulary).eval()
+    back.load_state_dict({k: v.cpu() for k, v in kernels.state_dict().items()})
+    with torch.no_grad():
+        assert all(torch.equal(a, b) for a, b in zip(pure(*inputs).values(), back(*inputs).values()))
 
 
 def test_scored_windows_score_every_event_once_with_the_most_context():
