@@ -16,7 +16,7 @@ from scipy.integrate import quad
 
 from lob_platform import build_features
 from lob_platform.datasets.rows import evaluation_rows
-from lob_platform.defs.tpp import beats_baselines, build_module
+from lob_platform.defs.tpp import build_module
 from lob_platform.features.training_window import SAME_DAY_SPLIT
 from lob_platform.models.mamba import Mamba, _LinearScan, kernels_available, scan_doubling, scan_sequential
 from lob_platform.models.specs import TPP_MARKS, ModelSpecs
@@ -25,7 +25,7 @@ from lob_platform.sources.catalog import discover
 from lob_platform.sources.synthetic import MarketConfig, generate_market
 from lob_platform.tokens.bins import BinEdges, fit_bins
 from lob_platform.training import store
-from lob_platform.training.tpp import (COMPONENTS, FEATURE_COLUMNS, PoissonMarginal, event_stream, fit_tpp, score,
+from lob_platform.training.tpp import (COMPONENTS, FEATURE_COLUMNS, PoissonMarginal, beats_baseline, event_stream, fit_tpp, score,
                                        scored_windows, summary, time_scaling, vocabulary)
 from lob_platform.training.tpp_generation import (context_starts, distances, generate, ks_statistic, real_continuations,
                                                   sample_unconditional, total_variation, wasserstein_1d)
@@ -187,14 +187,12 @@ def test_distances_by_hand():
 # ---- the asset check
 
 
-def metrics(model: float, poisson: float, se: float) -> pl.DataFrame:
-    return pl.DataFrame({"metric": ["nll_total"], "value": [model], "poisson_marginal": [poisson], "difference_se": [se]})
-
-
 def test_beats_poisson_baseline_check_passes_and_fails():
-    assert beats_baselines(metrics(5.0, 6.0, 0.1))[0]
-    assert not beats_baselines(metrics(5.95, 6.0, 0.1))[0]  # within noise
-    assert not beats_baselines(metrics(6.5, 6.0, 0.1))[0]
+    rng = np.random.default_rng(0)
+    baseline = rng.normal(6.0, 1.0, 5000)
+    assert beats_baseline(baseline - 0.2 + rng.normal(0, 0.1, 5000), baseline)[0]
+    assert not beats_baseline(baseline - 0.001 + rng.normal(0, 0.1, 5000), baseline)[0]  # within noise
+    assert not beats_baseline(baseline + 0.2, baseline)[0]
 
 
 # ---- learning

@@ -31,22 +31,20 @@ from lob_platform.defs.run_config import spec_config
 from lob_platform.errors import IncompatibleCheckpoint
 from lob_platform.lineage import (BIN_EDGES, FEATURES, GENERATION, MODEL_METRICS, PREDICTIONS, TRAINED_MODELS, InputsNotReady,
                                   Warehouse)
-from lob_platform.models.specs import TPP_MARKS, MambaTPPSpec, ModelSpecs
+from lob_platform.models.specs import MAMBA_TPP, TPP_MARKS, MambaTPPSpec
 from lob_platform.models.tpp import MambaTPP, Vocabulary
 from lob_platform.sources.registry import Venue
 from lob_platform.tokens.bins import BinEdges
 from lob_platform.training import plots, store
 from lob_platform.training.fit import config_hash
 from lob_platform.training.sequence import device
-from lob_platform.training.tpp import (COMPONENTS, FEATURE_COLUMNS, PoissonMarginal, event_stream, fit_tpp, score, summary,
-                                       time_scaling, vocabulary)
+from lob_platform.training.tpp import (BASELINES, COMPONENTS, FEATURE_COLUMNS, LABEL, PoissonMarginal, beats_baseline, event_stream, fit_tpp,
+                                       metrics_rows, paired_standard_errors, per_event_nll, score, summary, time_scaling,
+                                       vocabulary)
 from lob_platform.training.tpp_generation import (context_starts, distances, generate, real_continuations,
                                                   sample_unconditional)
 
-TPP = "mamba_tpp"
-LABEL = "next_event"
-BASELINES = ("poisson_marginal", "context_1")
-TPP_TABLES = (TRAINED_MODELS, PREDICTIONS, MODEL_METRICS, GENERATION)
+TPP = MAMBA_TPP
 TPPConfig = spec_config("MambaTPPConfig", "Overrides of the Mamba TPP spec for one run.", (MambaTPPSpec,))
 TRAINED_SCHEMA = {
     "label": pl.String, "model_version": pl.String, "store_path": pl.String, "config_hash": pl.String,
@@ -54,10 +52,6 @@ TRAINED_SCHEMA = {
     "validation_loss": pl.Float64, "fit_scope": pl.String, "fit_dates": pl.String, "fit_excluded": pl.String,
     "fit_train_fraction": pl.Float64, "fit_inputs": pl.String, "spec_hash": pl.String,
 }
-
-
-def tpp_keys(venue: Venue) -> list[dg.AssetKey]:
-    return [model_key(venue, TPP, t) for t in TPP_TABLES]
 
 
 def build_module(manifest: dict) -> MambaTPP:
@@ -146,7 +140,7 @@ def build_trained_tpp_asset(venue: Venue, settings: Settings) -> dg.AssetsDefini
     return trained_tpp
 
 
-def load_model(trained_models: pl.DataFrame, specs: ModelSpecs, date: str, instrument: str) -> tuple[dict, MambaTPP, str]:
+def load_model(trained_models: pl.DataFrame, date: str, instrument: str) -> tuple[dict, MambaTPP, str]:
     """The model ``trained_models`` names, refused when it was changed since or made for other settings."""
     row = trained_models.row(0, named=True)
     folder = Path(warehouse_root(), row["store_path"])
@@ -156,29 +150,6 @@ def load_model(trained_models: pl.DataFrame, specs: ModelSpecs, date: str, instr
         raise IncompatibleCheckpoint(f"the model at {folder} is version {version}, but {TRAINED_MODELS} {date}|{instrument} "
                                      f"recorded {row['model_version']}: rematerialize {TRAINED_MODELS} and this asset together.")
     return manifest, model, version
-
-
-def metrics_rows(model: dict, baselines: dict[str, dict], paired_se: dict[str, float]) -> list[dict]:
-    """One row per metric: the model's value, each baseline's and the best of them; for the NLLs,
-    the standard error of the per-event difference from the best baseline."""
-    rows = []
-    for metric, value in model.items():
-        lower = metric.startswith(("nll_", "mae_"))
-        known = {name: baselines[name][metric] for name in BASELINES}
-        best = min(known.values()) if lower else max(known.values())
-        rows.append({"label": LABEL, "metric": metric, "value": value, **known, "best_baseline": best,
-                     "difference_se": paired_se.get(metric)})
-    return rows
-
-
-def beats_baselines(metrics: pl.DataFrame, z: float = 2.0) -> tuple[bool, str]:
-    """Whether the model's total NLL per event is below the Poisson-marginal baseline's by more than
-    ``z`` standard errors of the per-event difference."""
-    row = metrics.filter(pl.col("metric") == "nll_total").row(0, named=True)
-    margin = row["poisson_marginal"] - row["value"]
-    passed = row["difference_se"] is not None and margin > z * row["difference_se"]
-    return passed, (f"total NLL {row['value']:.4f} against the Poisson-marginal baseline's {row['poisson_marginal']:.4f} "
-                    f"(difference {margin:.4f} nats per event, standard error {row['difference_se'] or float('nan'):.4f})")
 
 
 def build_tpp_evaluation_asset(venue: Venue, settings: Settings) -> dg.AssetsDefinition:
@@ -207,7 +178,7 @@ def build_tpp_evaluation_asset(venue: Venue, settings: Settings) -> dg.AssetsDef
     )
     def evaluate(context: dg.AssetExecutionContext, trained_models: pl.DataFrame, features: pl.DataFrame):
         date, instrument = day_of(context)
-        manifest, model, version = load_model(trained_models, settings.models, date, instrument)
+        manifest, model, version = load_model(trained_models, date, instrument)
         spec = model.spec
         rows = evaluation_rows(features.select(FEATURE_COLUMNS), date, manifest["fit_scope"], manifest["fit_train_fraction"], 1)
         bins = BinEdges.from_frame(pl.DataFrame(manifest["bin_edges"]))
@@ -219,20 +190,15 @@ def build_tpp_evaluation_asset(venue: Venue, settings: Settings) -> dg.AssetsDef
         poisson = PoissonMarginal.from_dict(manifest["poisson_marginal"])
         baseline_scores = {"poisson_marginal": poisson.score(stream, scores.events), "context_1": without_context}
         model_summary = summary(scores, stream)
-        paired = {}
-        for metric in (*(f"nll_{c}" for c in COMPONENTS), "nll_total"):
-            def per_event(s):
-                return sum(s.nll[c] for c in COMPONENTS) if metric == "nll_total" else s.nll[metric[4:]]
-            best = min(BASELINES, key=lambda name: per_event(baseline_scores[name]).mean())
-            difference = per_event(scores) - per_event(baseline_scores[best])
-            paired[metric] = float(difference.std(ddof=1) / np.sqrt(len(difference)))
+        paired = paired_standard_errors(scores, baseline_scores)
         metrics = pl.DataFrame(metrics_rows(model_summary, {n: summary(s, stream) for n, s in baseline_scores.items()}, paired),
                                schema_overrides={"difference_se": pl.Float64}).with_columns(
             test_rows=pl.lit(len(scores.events)), model_version=pl.lit(version), fit_scope=pl.lit(manifest["fit_scope"]))
         predictions = prediction_frame(rows, stream, scores, version)
         starts = context_starts(stream, "test", spec.seq_len, spec.generation_events, spec.generation_contexts)
         generation = generation_frame(model, stream, starts, bins, manifest, poisson, version)
-        passed, description = beats_baselines(metrics)
+        passed, description = beats_baseline(per_event_nll(scores, "nll_total"),
+                                             per_event_nll(baseline_scores["poisson_marginal"], "nll_total"))
         headline = metrics.filter(pl.col("metric").is_in(["nll_total", "nll_time", "accuracy_price_coarse", "accuracy_event_type",
                                                            "mae_log_inter_arrival"])).select("metric", "value", *BASELINES)
         yield dg.Output(predictions, "predictions", metadata={"rows": predictions.height})

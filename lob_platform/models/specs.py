@@ -31,7 +31,8 @@ from lob_platform.errors import ConfigError
 FAMILIES = ("lightgbm", "logistic_regression", "random_forest", "lstm")
 PANEL_FAMILIES = ("panel_transformer", "ssm_hippo")
 """The crypto panel's forecasters (the Jung & Lee transformers, SSM-HiPPO)."""
-EVENT_FAMILIES = ("mamba_tpp",)
+MAMBA_TPP = "mamba_tpp"
+EVENT_FAMILIES = (MAMBA_TPP,)
 """Models of the event stream itself (the Mamba temporal point process)."""
 TABULAR_FAMILIES = FAMILIES[:3]
 FAMILY_TITLES = {"lightgbm": "LightGBM", "logistic_regression": "logistic regression",

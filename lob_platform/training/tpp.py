@@ -40,6 +40,7 @@ FEATURE_COLUMNS = ["event_row", "ts_ns", "source_row", "price_change_ticks", "lo
                    "event_type", "side", "inter_arrival_ns"]
 """The feature columns the TPP reads."""
 COMPONENTS = ("time", *TPP_MARKS)
+LABEL = "next_event"  # the TPP's one model per day, and its rows in model_metrics
 MIN_TRAIN_WINDOWS = 8
 MAX_VALIDATION_WINDOWS = 64
 SCORE_BATCH = 64
@@ -331,3 +332,43 @@ def summary(scores: Scores, stream: EventStream) -> dict[str, float]:
     out["mae_log_inter_arrival"] = float(np.abs(np.log(scores.median_gap_s) - truth).mean())
     return out
 
+
+BASELINES = ("poisson_marginal", "context_1")
+"""The TPP's baselines in ``model_metrics``: ``PoissonMarginal`` and the model with context 1."""
+
+
+def per_event_nll(scores: Scores, metric: str) -> np.ndarray:
+    return sum(scores.nll[c] for c in COMPONENTS) if metric == "nll_total" else scores.nll[metric.removeprefix("nll_")]
+
+
+def paired_standard_errors(model: Scores, baselines: dict[str, Scores]) -> dict[str, float]:
+    """Per NLL metric, the standard error of the per-event difference between the model and the
+    baseline with the lowest mean (the events are the same)."""
+    out = {}
+    for metric in (*(f"nll_{c}" for c in COMPONENTS), "nll_total"):
+        best = min(baselines.values(), key=lambda b: per_event_nll(b, metric).mean())
+        difference = per_event_nll(model, metric) - per_event_nll(best, metric)
+        out[metric] = float(difference.std(ddof=1) / np.sqrt(len(difference)))
+    return out
+
+
+def metrics_rows(model: dict, baselines: dict[str, dict], paired_se: dict[str, float]) -> list[dict]:
+    """One row per metric: the model's value, each baseline's and the best of them; for the NLLs,
+    the standard error of the per-event difference from the best baseline."""
+    rows = []
+    for metric, value in model.items():
+        lower = metric.startswith(("nll_", "mae_"))
+        known = {name: baselines[name][metric] for name in BASELINES}
+        best = min(known.values()) if lower else max(known.values())
+        rows.append({"label": LABEL, "metric": metric, "value": value, **known, "best_baseline": best,
+                     "difference_se": paired_se.get(metric)})
+    return rows
+
+
+def beats_baseline(model: np.ndarray, baseline: np.ndarray, z: float = 2.0) -> tuple[bool, str]:
+    """Whether the model's NLL per event is below the baseline's on the same events by more than
+    ``z`` standard errors of their per-event difference; and a sentence saying by how much."""
+    difference = baseline - model
+    margin, se = float(difference.mean()), float(difference.std(ddof=1) / np.sqrt(len(difference)))
+    return margin > z * se, (f"total NLL {model.mean():.4f} against the baseline's {baseline.mean():.4f}: "
+                             f"{margin:.4f} nats per event better, standard error {se:.4f}")
