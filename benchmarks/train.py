@@ -18,7 +18,7 @@ per second). On CUDA, when there is one, the LSTM is also measured there.
 The Mamba TPP (``mamba_tpp``): training tokens per second (optimiser steps x batch x seq_len,
 through ``training.tpp.fit_tpp``, its final validation pass included) and peak memory, for each
 backbone of the same width, depth and sequence length: the Mamba blocks on the pure-PyTorch path
-(the CPU's sequential scan), the same with the log-depth scan the pure path uses on CUDA (tiny
+(the CPU's loop over time), the same with the parallel scan the pure path uses on CUDA (tiny
 only), and the Transformer; on CUDA also mamba-ssm's kernels where installed, all with bf16. A few steps at the
 seeds' size (``full``), more at ``tiny``.
 
@@ -50,7 +50,7 @@ from lob_platform.models.specs import EVENT_FAMILIES, FAMILIES, LSTMSpec, ModelS
 
 LABEL = "next_mid_up"
 TPP_STEPS = {"tiny": 40, "full": 3}
-TPP_VARIANTS = {"cpu": ("mamba", "mamba_doubling_scan", "transformer"),
+TPP_VARIANTS = {"cpu": ("mamba", "mamba_parallel_scan", "transformer"),
                 "cuda": ("mamba_kernels", "mamba", "transformer")}
 
 
@@ -162,8 +162,8 @@ def measure_tpp(folder: Path, size: str, variant: str, device: str) -> dict:
     bins, scaling = fit_bins(train, BinEdges()), tpp.time_scaling(train)
     stream = tpp.event_stream(rows, bins, scaling)
     vocab = tpp.vocabulary(bins, scaling["mean_gap_s"])
-    if variant == "mamba_doubling_scan":
-        mamba.scan = mamba.scan_doubling  # the log-depth scan on the CPU
+    if variant == "mamba_parallel_scan":  # the CUDA pure path's form, on the CPU
+        mamba.selective_scan = lambda u, delta, A, B, C, D: mamba.parallel_selective_scan(u, delta, A, B, C) + u * D
     if variant == "mamba" and device == "cuda":
         mamba.kernels_available = lambda: False  # the pure path on CUDA
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -227,8 +227,8 @@ def main() -> None:
                 for device in devices:
                     first = None
                     for variant in TPP_VARIANTS[device]:
-                        if variant == "mamba_doubling_scan" and size != "tiny":
-                            continue  # L log L work: minutes per step at the seeds' size on the CPU
+                        if variant == "mamba_parallel_scan" and size != "tiny":
+                            continue  # L log L work on materialised tensors: minutes per step at the seeds' size
                         try:
                             result = in_subprocess(folder, "mamba_tpp", size, variant, device)
                         except subprocess.CalledProcessError as failure:

@@ -18,7 +18,7 @@ from lob_platform import build_features
 from lob_platform.datasets.rows import evaluation_rows
 from lob_platform.defs.tpp import build_module
 from lob_platform.features.training_window import SAME_DAY_SPLIT
-from lob_platform.models.mamba import Mamba, _LinearScan, kernels_available, scan_doubling, scan_sequential
+from lob_platform.models.mamba import Mamba, _SequentialScan, kernels_available, parallel_selective_scan
 from lob_platform.models.specs import TPP_MARKS, ModelSpecs
 from lob_platform.models.tpp import INPUT_TOKENS, MambaTPP, cdf, cell_log_prob, log_density, median
 from lob_platform.sources.catalog import discover
@@ -51,17 +51,20 @@ def test_parallel_scan_equals_the_step_by_step_recurrence():
     assert torch.allclose(block(hidden), torch.stack(steps, 1), atol=1e-12)
 
 
-def test_both_scans_are_the_recurrence_and_the_gradient_is_the_recurrences():
-    a, b = torch.rand(2, 37, 3, 4, dtype=torch.float64), torch.randn(2, 37, 3, 4, dtype=torch.float64)
-    h, state = [], torch.zeros(2, 3, 4, dtype=torch.float64)
+def test_both_selective_scans_are_the_recurrence_and_their_gradients_are_its():
+    g = torch.Generator().manual_seed(0)
+    u, B, C = (torch.randn(2, 37, n, generator=g, dtype=torch.float64) for n in (3, 4, 4))
+    delta, A = torch.rand(2, 37, 3, generator=g, dtype=torch.float64), -torch.rand(3, 4, generator=g, dtype=torch.float64)
+    h, y = torch.zeros(2, 3, 4, dtype=torch.float64), []
     for t in range(37):
-        state = a[:, t] * state + b[:, t]
-        h.append(state)
-    assert torch.allclose(scan_doubling(a, b), torch.stack(h, 1), atol=1e-12)  # the CUDA path, run here on the CPU
-    assert torch.allclose(scan_sequential(a, b), torch.stack(h, 1), atol=1e-12)
-    a = torch.rand(2, 11, 3, dtype=torch.float64, requires_grad=True)
-    b = torch.randn(2, 11, 3, dtype=torch.float64, requires_grad=True)
-    assert torch.autograd.gradcheck(_LinearScan.apply, (a, b))
+        h = torch.exp(delta[:, t, :, None] * A) * h + (delta[:, t] * u[:, t])[..., None] * B[:, t, None, :]
+        y.append((h * C[:, t, None, :]).sum(-1))
+    assert torch.allclose(parallel_selective_scan(u, delta, A, B, C), torch.stack(y, 1), atol=1e-12)  # the CUDA path, here on the CPU
+    assert torch.allclose(_SequentialScan.apply(u, delta, A, B, C), torch.stack(y, 1), atol=1e-12)
+    small = [x[:, :9].clone().requires_grad_() for x in (u, delta)] + [A.clone().requires_grad_()] + [
+        x[:, :9].clone().requires_grad_() for x in (B, C)]
+    assert torch.autograd.gradcheck(_SequentialScan.apply, small)
+    assert torch.autograd.gradcheck(lambda *args: parallel_selective_scan(*args), small)
 
 
 def test_parameters_have_mamba_ssm_names_and_shapes():
