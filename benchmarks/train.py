@@ -160,12 +160,12 @@ def measure_tpp(folder: Path, size: str, variant: str, device: str) -> dict:
     rows = load_rows(folder, specs).select(*tpp.FEATURE_COLUMNS, "date", "split")
     train = rows.filter(pl.col("split") == "train")
     bins, scaling = fit_bins(train, BinEdges()), tpp.time_scaling(train)
-    stream = tpp.event_stream(rows, bins, scaling)
-    vocab = tpp.vocabulary(bins, scaling["mean_gap_s"])
+    stream = tpp.event_stream(rows, bins, scaling, 1e-9)
+    vocab = tpp.vocabulary(bins, scaling["mean_gap_s"], 1e-9)
     if variant == "mamba_parallel_scan":  # the CUDA pure path's form, on the CPU
         mamba.selective_scan = lambda u, delta, A, B, C, D: mamba.parallel_selective_scan(u, delta, A, B, C) + u * D
     if variant == "mamba" and device == "cuda":
-        mamba.kernels_available = lambda: False  # the pure path on CUDA
+        tpp.kernels_available = lambda: False  # the pure path on CUDA
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     started = time.perf_counter()
     model, _ = tpp.fit_tpp(stream, vocab, spec, torch.device(device), lambda message: None)

@@ -22,9 +22,7 @@ from lob_platform.defs.models import GPU_POOL, model_key
 from lob_platform.features.training_window import PREVIOUS_DAYS, SAME_DAY_SPLIT
 from lob_platform.lineage import Warehouse
 from lob_platform.main_job import register_instruments
-from lob_platform.models.specs import FAMILIES, RandomForestSpec
-
-TPP = "mamba_tpp"
+from lob_platform.models.specs import FAMILIES, MAMBA_TPP as TPP, RandomForestSpec
 from lob_platform.sources.catalog import discover
 from lob_platform.sources.registry import load_venues, venue_named
 from lob_platform.sources.synthetic import MarketConfig, generate_market

@@ -25,9 +25,9 @@ from lob_platform.sources.catalog import discover
 from lob_platform.sources.synthetic import MarketConfig, generate_market
 from lob_platform.tokens.bins import BinEdges, fit_bins
 from lob_platform.training import store
-from lob_platform.training.tpp import (COMPONENTS, FEATURE_COLUMNS, PoissonMarginal, beats_baseline, event_stream, fit_tpp, score,
+from lob_platform.training.tpp import (COMPONENTS, FEATURE_COLUMNS, PoissonMarginal, batch, beats_baseline, event_stream, fit_tpp, score,
                                        scored_windows, summary, time_scaling, vocabulary)
-from lob_platform.training.tpp_generation import (context_starts, distances, generate, ks_statistic, real_continuations,
+from lob_platform.training.tpp_generation import (Feedback, context_starts, distances, generate, ks_statistic, real_continuations,
                                                   sample_unconditional, total_variation, wasserstein_1d)
 
 TINY = ModelSpecs.tiny().mamba_tpp
@@ -39,7 +39,7 @@ MAMBA_SSM_PARAMETERS = {  # mamba_ssm.modules.mamba_simple.Mamba(d_model=16, d_s
 # ---- the Mamba block
 
 
-def test_parallel_scan_equals_the_step_by_step_recurrence():
+def test_the_blocks_forward_equals_its_step_by_step_recurrence():
     torch.manual_seed(0)
     block = Mamba(16, d_state=4).double()
     hidden = torch.randn(3, 37, 16, dtype=torch.float64)
@@ -112,7 +112,7 @@ def small_model(backbone: str = "mamba") -> MambaTPP:
     spec = dataclasses.replace(TINY, backbone=backbone, dropout_emb=0.0, dropout_mlp=0.0)
     vocab = vocabulary(fit_bins(pl.DataFrame({"price_change_ticks": [-2.0, -1, 0, 0, 1, 3], "log_size": [1.0, 2, 3, 4, 5, 6],
                                               "log_inter_arrival_s": [-20.7, -3, -2, -1, 0, 1], "level": [0.0, 1, 2, 3, None, 5]})),
-                       0.1)
+                       0.1, 1e-9)
     torch.manual_seed(0)
     return MambaTPP(spec, vocab).eval()
 
@@ -226,8 +226,8 @@ def without_structure(rows: pl.DataFrame) -> pl.DataFrame:
 def fit_and_score(rows: pl.DataFrame):
     train = rows.filter(pl.col("split") == "train")
     bins, scaling = fit_bins(train, BinEdges()), time_scaling(train)
-    stream = event_stream(rows, bins, scaling)
-    vocab = vocabulary(bins, scaling["mean_gap_s"])
+    stream = event_stream(rows, bins, scaling, 1e-9)
+    vocab = vocabulary(bins, scaling["mean_gap_s"], 1e-9)
     model, history = fit_tpp(stream, vocab, TINY, torch.device("cpu"), lambda message: None)
     scores = score(model, stream, "test")
     poisson = PoissonMarginal.fit(stream, vocab)
@@ -255,9 +255,26 @@ def test_on_the_synthetic_market_time_and_marks_beat_the_poisson_marginal_baseli
     assert generated["marks"].shape == real["marks"].shape and (generated["gap_s"] >= 0).all()
     for j, mark in enumerate(TPP_MARKS):
         assert generated["marks"][:, j].max() < model.vocabulary.marks[mark]
-    by_model = distances(generated, real, model.vocabulary.fine_per_coarse)
-    by_unconditional = distances(sample_unconditional(poisson, len(real["gap_s"]), 0), real, model.vocabulary.fine_per_coarse)
+    for sample in (generated, sample_unconditional(poisson, len(real["gap_s"]), 0)):  # a fine bin its coarse group has
+        coarse, fine = sample["marks"][:, TPP_MARKS.index("price_coarse")], sample["marks"][:, TPP_MARKS.index("price_fine")]
+        assert (fine < np.asarray(model.vocabulary.fine_per_coarse)[coarse]).all()
+    by_model = distances(generated, real, model.vocabulary)
+    by_unconditional = distances(sample_unconditional(poisson, len(real["gap_s"]), 0), real, model.vocabulary)
     assert by_model[("inter_arrival", "ks")] < by_unconditional[("inter_arrival", "ks")]
+
+
+def test_a_window_predicts_the_next_events_and_generated_events_become_the_inputs_real_ones_are(synthetic_rows):
+    train = synthetic_rows.filter(pl.col("split") == "train")
+    bins, scaling = fit_bins(train, BinEdges()), time_scaling(train)
+    stream = event_stream(synthetic_rows, bins, scaling, 1e-9)
+    b = batch(stream, np.array([10, 500]), 64, torch.device("cpu"))
+    assert torch.equal(b["marks"][:, :-1], torch.from_numpy(stream.marks[np.array([11, 501])[:, None] + np.arange(63)]))
+    assert torch.equal(b["tokens"][:, 1:], torch.from_numpy(stream.tokens[np.array([11, 501])[:, None] + np.arange(63)]))
+    assert np.array_equal(b["gap_s"][:, 0].numpy(), stream.gap_s[[11, 501]])  # position t describes event t + 1
+    feedback = Feedback(vocabulary(bins, scaling["mean_gap_s"], 1e-9), bins, scaling)
+    tokens, continuous = feedback.inputs(torch.from_numpy(stream.gap_s), torch.from_numpy(stream.marks))
+    assert torch.equal(tokens, torch.from_numpy(stream.tokens))
+    assert torch.allclose(continuous, torch.from_numpy(stream.continuous), atol=1e-5)
 
 
 def test_with_nothing_beyond_the_marginals_it_ends_within_noise_of_the_baseline(synthetic_rows):

@@ -201,7 +201,7 @@ def stale_model_families(warehouse: Warehouse, venue: Venue, instrument: str, da
     for family in settings.models.families + settings.models.event_families:
         expected = expected_model_record(warehouse, venue, instrument, plan, settings, family)
         recorded = warehouse.recorded(TRAINED_MODELS, venue.name, date, instrument, list(expected), model=family)
-        wanted = tables or model_tables(family) + (BACKTEST_TABLES if settings.backtest.enabled and family in FAMILIES else ())
+        wanted = tables if tables is not None else model_tables(family) + (BACKTEST_TABLES if settings.backtest.enabled and family in FAMILIES else ())
         complete = all(warehouse.path(t, venue.name, date, instrument, family).exists() for t in wanted)
         if recorded != expected or not complete:
             stale.append(family)

@@ -105,8 +105,9 @@ def build_trained_tpp_asset(venue: Venue, settings: Settings) -> dg.AssetsDefini
                              settings.training.train_fraction, settings.models.validation_fraction, 1)
         bins = BinEdges.from_frame(bin_edges)
         scaling = time_scaling(rows.filter(pl.col("split") == "train"))
-        stream = event_stream(rows, bins, scaling)
-        vocab = vocabulary(bins, scaling["mean_gap_s"])
+        clock_s = venue.format.clock_ns / 1e9
+        stream = event_stream(rows, bins, scaling, clock_s)
+        vocab = vocabulary(bins, scaling["mean_gap_s"], clock_s)
         where_to = device(context.log.info)
         model, history = fit_tpp(stream, vocab, spec, where_to, context.log.info, where)
         kernels = "mamba-ssm" if where_to.type == "cuda" and any(
@@ -182,7 +183,7 @@ def build_tpp_evaluation_asset(venue: Venue, settings: Settings) -> dg.AssetsDef
         spec = model.spec
         rows = evaluation_rows(features.select(FEATURE_COLUMNS), date, manifest["fit_scope"], manifest["fit_train_fraction"], 1)
         bins = BinEdges.from_frame(pl.DataFrame(manifest["bin_edges"]))
-        stream = event_stream(rows, bins, manifest["scaling"])
+        stream = event_stream(rows, bins, manifest["scaling"], model.vocabulary.clock_s)
         if not (stream.split == "test").sum() > 1:
             raise InputsNotReady(f"{venue.name}/features {date}|{instrument} has no test events to score.")
         scores = score(model, stream, "test")
@@ -196,6 +197,9 @@ def build_tpp_evaluation_asset(venue: Venue, settings: Settings) -> dg.AssetsDef
             test_rows=pl.lit(len(scores.events)), model_version=pl.lit(version), fit_scope=pl.lit(manifest["fit_scope"]))
         predictions = prediction_frame(rows, stream, scores, version)
         starts = context_starts(stream, "test", spec.seq_len, spec.generation_events, spec.generation_contexts)
+        if not len(starts):
+            context.log.warning(f"the test part of {date}|{instrument} is shorter than a context of {spec.seq_len} and "
+                                f"{spec.generation_events} generated events: no generation comparison this day")
         generation = generation_frame(model, stream, starts, bins, manifest, poisson, version)
         passed, description = beats_baseline(per_event_nll(scores, "nll_total"),
                                              per_event_nll(baseline_scores["poisson_marginal"], "nll_total"))
@@ -229,14 +233,18 @@ def prediction_frame(rows: pl.DataFrame, stream, scores, version: str) -> pl.Dat
 def generation_frame(model: MambaTPP, stream, starts: np.ndarray, bins: BinEdges, manifest: dict, poisson: PoissonMarginal,
                      version: str) -> pl.DataFrame:
     spec = model.spec
+    schema = {"distribution": pl.String, "statistic": pl.String, "model": pl.Float64, "unconditional": pl.Float64,
+              "contexts": pl.Int64, "events_per_context": pl.Int64, "model_version": pl.String}
+    if not len(starts):
+        return pl.DataFrame(schema=schema)
     real = real_continuations(stream, starts, spec.seq_len, spec.generation_events)
     generated = generate(model, stream, starts, bins, manifest["scaling"], spec.generation_events, spec.seed)
     unconditional = sample_unconditional(poisson, len(real["gap_s"]), spec.seed)
-    by_model = distances(generated, real, model.vocabulary.fine_per_coarse)
-    by_unconditional = distances(unconditional, real, model.vocabulary.fine_per_coarse)
+    by_model = distances(generated, real, model.vocabulary)
+    by_unconditional = distances(unconditional, real, model.vocabulary)
     return pl.DataFrame([{"distribution": d, "statistic": s, "model": by_model[(d, s)], "unconditional": by_unconditional[(d, s)],
                           "contexts": len(starts), "events_per_context": spec.generation_events, "model_version": version}
-                         for d, s in by_model], schema_overrides={"model": pl.Float64, "unconditional": pl.Float64})
+                         for d, s in by_model], schema=schema)
 
 
 def build_tpp_assets(venue: Venue, settings: Settings) -> list[dg.AssetsDefinition]:

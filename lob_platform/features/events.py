@@ -31,6 +31,11 @@ EVENT_INPUT = ["ts_ns", "event_type", "size", "price", "side"]
 _NS_PER_S = 1e9
 
 
+def log_inter_arrival_s(gap_ns: pl.Expr) -> pl.Expr:
+    """ln of the gap in seconds, floored at one nanosecond (module docstring)."""
+    return (gap_ns.clip(lower_bound=1).cast(pl.Float64) / _NS_PER_S).log()
+
+
 def key_columns(frame: pl.DataFrame) -> list[pl.Expr]:
     """Columns that map a feature row back to its event: position in the partition, time, source line."""
     source_row = pl.col(SOURCE_ROW) if SOURCE_ROW in frame.columns else pl.lit(None, pl.UInt32).alias(SOURCE_ROW)
@@ -53,7 +58,7 @@ def compute_derived_features(df: pl.DataFrame, tick_size: float, *, check_input:
         price_change.alias("price_change_ticks"),
         pl.col("size").log1p().alias("log_size"),
         gap.alias("inter_arrival_ns"),
-        (gap.clip(lower_bound=1).cast(pl.Float64) / _NS_PER_S).log().alias("log_inter_arrival_s"),
+        log_inter_arrival_s(gap).alias("log_inter_arrival_s"),
         (pl.col("ts_ns").diff() == 0).fill_null(False).alias("same_timestamp"),
         pl.col("event_type"),
         pl.col("side"),

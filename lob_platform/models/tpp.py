@@ -9,10 +9,10 @@ when and what.
 Backbone: ``n_layers`` Mamba blocks (pre-norm, residual; ``lob_platform.models.mamba``), or a
 causal pre-norm Transformer encoder of the same width and depth (``backbone="transformer"``).
 
-**Time likelihood.** Timestamps have a resolution (one nanosecond on every venue here), and many
+**Time likelihood.** Timestamps have a resolution (the venue's clock: a nanosecond on LOBSTER), and many
 events share a timestamp (one incoming order filling several resting ones), so the likelihood of
 an inter-arrival tau is the exact probability of the clock cell it was recorded in,
-P(tau <= T < tau + delta) = F(tau + delta) - F(tau), reported as a density on the seconds scale:
+P(tau <= T < tau + delta) = F(tau + delta) - F(tau) (delta: one clock tick), reported as a density on the seconds scale:
 NLL_time = -log(P / delta). For tau >> delta it is -log f(tau); a zero gap costs a finite amount.
 The heads work in units of the training window's mean gap (``time_scale``); the probability of a
 cell does not depend on the unit.
@@ -30,42 +30,51 @@ from torch import nn
 
 from lob_platform.models.mamba import make_mixer
 from lob_platform.models.specs import TPP_MARKS, MambaTPPSpec
+from lob_platform.tokens.bins import coarse_groups
 
 INPUT_TOKENS = ("price_change_ticks_coarse", "price_change_ticks_bin", "log_size_bin", "event_type_token", "side_token",
                 "level_bin", "log_inter_arrival_s_bin")
 """Token columns embedded per event (``lob_platform.tokens.bins``)."""
-MARK_TOKENS = {"price_coarse": "price_change_ticks_coarse", "price_fine": "price_change_ticks_fine", "size": "log_size_bin",
-               "event_type": "event_type_token", "side": "side_token", "level": "level_bin"}
+MARK_TOKENS = dict(zip(TPP_MARKS, ("price_change_ticks_coarse", "price_change_ticks_fine", "log_size_bin", "event_type_token",
+                                    "side_token", "level_bin")))
 """Each predicted mark and the token column it is."""
-CONTINUOUS = 2  # standardised log inter-arrival, and 1 where the event shares its predecessor's timestamp
-RESOLUTION_S = 1e-9  # the clock cell of every venue's timestamps
+CONTINUOUS = 2  # standardised log inter-arrival, and 1 where the gap is 0 (a shared timestamp, or a day's first event)
 
 
 @dataclass(frozen=True)
 class Vocabulary:
-    """Token counts per input column and mark, the fine bins of each coarse price group, and the
-    time unit: what the module is built from, recorded in the manifest."""
+    """Token counts per input column and mark, the fine bins of each coarse price group, the time
+    unit and the venue's clock tick: what the module is built from, recorded in the manifest."""
 
     inputs: dict[str, int]
     marks: dict[str, int]
     fine_per_coarse: tuple[int, ...]
     time_scale: float  # the training window's mean inter-arrival, seconds
+    clock_s: float  # the venue's timestamp resolution, seconds: the cell of the time likelihood
 
     def as_dict(self) -> dict:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, values: dict) -> "Vocabulary":
-        return cls(dict(values["inputs"]), dict(values["marks"]), tuple(values["fine_per_coarse"]), float(values["time_scale"]))
+        return cls(dict(values["inputs"]), dict(values["marks"]), tuple(values["fine_per_coarse"]), float(values["time_scale"]),
+                   float(values["clock_s"]))
+
+    def first_bins(self) -> np.ndarray:
+        """The price bin of each coarse group's first fine bin (bin = first_bins[coarse] + fine)."""
+        return np.r_[0, np.cumsum(self.fine_per_coarse)[:-1]]
 
 
 # ---- the time distributions
 
 
 def _log1mexp(x: torch.Tensor) -> torch.Tensor:
-    """log(1 - exp(x)) for x < 0, accurate at both ends."""
+    """log(1 - exp(x)) for x < 0, accurate at both ends; each branch gets inputs it is finite on,
+    so the unused one cannot put NaN into the gradient."""
     x = x.clamp(max=-1e-300)
-    return torch.where(x > -math.log(2), torch.log(-torch.expm1(x)), torch.log1p(-torch.exp(x)))
+    near = x > -math.log(2)
+    return torch.where(near, torch.log(-torch.expm1(torch.where(near, x, -1.0))),
+                       torch.log1p(-torch.exp(torch.where(near, -1.0, x))))
 
 
 def _log_normal_cdf_difference(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -163,17 +172,9 @@ class MambaBlock(nn.Module):
         return hidden + self.mixer(self.norm(hidden))
 
     def step(self, hidden: torch.Tensor, state):
-        if hasattr(self.mixer, "initial_state"):  # the pure module
-            out, state = self.mixer.step(self.norm(hidden), state)
-            return hidden + out, state
-        out, conv, ssm = self.mixer.step(self.norm(hidden).unsqueeze(1), *state)  # mamba-ssm's, in place
-        return hidden + out.squeeze(1), (conv, ssm)
-
-    def initial_state(self, batch: int, device) -> tuple[torch.Tensor, torch.Tensor]:
-        m = self.mixer
-        d_inner = m.d_inner
-        return (torch.zeros(batch, d_inner, m.d_conv, device=device, dtype=m.conv1d.weight.dtype),
-                torch.zeros(batch, d_inner, m.d_state, device=device, dtype=m.dt_proj.weight.dtype))
+        """One token through the pure module (stored models always load into it)."""
+        out, state = self.mixer.step(self.norm(hidden), state)
+        return hidden + out, state
 
 
 class MambaTPP(nn.Module):
@@ -240,8 +241,9 @@ class MambaTPP(nn.Module):
         """Per-event negative log-likelihoods (batch, L): ``time`` (nats, density per second) and one
         cross-entropy per mark; ``marks`` (batch, L, len(TPP_MARKS)), ``gap_s`` the next gaps in seconds."""
         scale = self.vocabulary.time_scale
-        log_cell = cell_log_prob(out["time"], gap_s / scale, RESOLUTION_S / scale, self.spec.time_distribution)
-        result = {"time": -(log_cell - math.log(RESOLUTION_S)).float()}
+        clock = self.vocabulary.clock_s
+        log_cell = cell_log_prob(out["time"], gap_s / scale, clock / scale, self.spec.time_distribution)
+        result = {"time": -(log_cell - math.log(clock)).float()}
         for i, name in enumerate(TPP_MARKS):
             logits = out[name]
             result[name] = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), marks[..., i].reshape(-1),
@@ -256,7 +258,7 @@ class MambaTPP(nn.Module):
     # ---- one event at a time (generation)
 
     def initial_state(self, batch: int, device) -> list:
-        return [layer.initial_state(batch, device) for layer in self.layers] if self.spec.backbone == "mamba" else []
+        return [layer.mixer.initial_state(batch, device) for layer in self.layers] if self.spec.backbone == "mamba" else []
 
     def step(self, tokens: torch.Tensor, continuous: torch.Tensor, state: list) -> tuple[torch.Tensor, list]:
         """One event per row: tokens (batch, len(INPUT_TOKENS)), continuous (batch, 2) -> the trunk's
@@ -272,5 +274,4 @@ class MambaTPP(nn.Module):
 def fine_per_coarse(bins: int, n_coarse: int) -> tuple[int, ...]:
     """Fine bins in each coarse price group (``tokens.bins``: contiguous groups; the null token is a
     group of one)."""
-    groups = np.arange(bins) * min(n_coarse, bins) // bins
-    return (*np.bincount(groups).tolist(), 1)
+    return (*np.bincount(coarse_groups(bins, min(n_coarse, bins))).tolist(), 1)

@@ -81,6 +81,7 @@ class SnapshotFormat:
     weekdays_only = False
     book = SHIPPED_BOOK
     event_types: frozenset[str] = frozenset()  # snapshots, no messages
+    clock_ns = 1_000  # microsecond timestamps
     exchanges = CRYPTO_EXCHANGES
 
     def tick_for(self, instrument: str) -> float | None:

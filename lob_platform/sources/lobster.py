@@ -259,6 +259,7 @@ class LobsterFormat:
     weekdays_only = True
     book = SHIPPED_BOOK
     event_types = frozenset(LOBSTER_EVENT_CODES.values())
+    clock_ns = 1  # seconds after midnight with 9 decimals
 
     def tick_for(self, instrument: str) -> float:
         return LOBSTER_TICK

@@ -46,6 +46,7 @@ class VenueFormat(Protocol):
     weekdays_only: bool
     book: str | None  # SHIPPED_BOOK, REBUILT_BOOK or None; a rebuilt one also has book_levels
     event_types: frozenset[str]  # the event types its messages can carry
+    clock_ns: int  # the resolution of its timestamps, in nanoseconds
 
     def tick_for(self, instrument: str) -> float | None: ...
     def discover(self, venue: str, folder: Path) -> list[DayFile]: ...

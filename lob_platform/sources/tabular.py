@@ -132,6 +132,7 @@ class ExchangeFormat:
         self.timezone = config.timezone
         self.weekdays_only = config.trading_days == "weekdays"
         self.event_types = frozenset(config.event_code_map.values())
+        self.clock_ns = 1 if config.time_unit == "s" else TIME_UNITS[config.time_unit]  # seconds come with decimals
         self._pattern = _template_pattern(config)
 
     def tick_for(self, instrument: str) -> float | None:

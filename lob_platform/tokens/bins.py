@@ -66,7 +66,7 @@ class BinEdges:
         return min(self.n_coarse, self.bins(feature))
 
     def _fine_count(self, feature: str) -> int:
-        coarse = _coarse_of(self.bins(feature), self._coarse_count(feature))
+        coarse = coarse_groups(self.bins(feature), self._coarse_count(feature))
         return int(np.bincount(coarse).max())
 
     def to_frame(self) -> pl.DataFrame:
@@ -108,7 +108,8 @@ def fit_bins(features: pl.DataFrame, bins: BinEdges = BinEdges()) -> BinEdges:
     return replace(bins, edges=edges, fit_rows=features.height)
 
 
-def _coarse_of(bins: int, n_coarse: int) -> np.ndarray:
+def coarse_groups(bins: int, n_coarse: int) -> np.ndarray:
+    """The coarse group of each of ``bins`` bins (contiguous groups)."""
     return np.arange(bins) * n_coarse // bins
 
 
@@ -128,7 +129,7 @@ def compute_token_bins(features: pl.DataFrame, bins: BinEdges) -> pl.DataFrame:
     for feature in bins.bin_counts:
         count = bins.bins(feature)
         n_coarse = min(bins.n_coarse, count)
-        coarse_of = np.append(_coarse_of(count, n_coarse), n_coarse)  # the null token is its own group
+        coarse_of = np.append(coarse_groups(count, n_coarse), n_coarse)  # the null token is its own group
         first_of_group = np.searchsorted(coarse_of, coarse_of)
         index = bin_index(features[feature], bins.edges[feature])
         columns += [

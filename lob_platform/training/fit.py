@@ -55,7 +55,7 @@ def feature_list(family: str, specs: ModelSpecs, columns: list[str]) -> list[str
 
 def config_hash(family: str, specs: ModelSpecs) -> str:
     if family in EVENT_FAMILIES:
-        return spec_hash(specs.mamba_tpp)
+        return spec_hash(specs.mamba_tpp, specs.validation_fraction)
     features = specs.tabular_features if family in TABULAR_FAMILIES else LSTM_FEATURES
     return spec_hash(specs.of(family), specs.labels, features, specs.validation_fraction, specs.max_train_rows,
                      specs.max_validation_rows)

@@ -30,8 +30,7 @@ import torch
 from lob_platform.errors import TrainingDataError
 from lob_platform.models.mamba import kernels_available
 from lob_platform.models.specs import TPP_MARKS, MambaTPPSpec
-from lob_platform.models.tpp import (INPUT_TOKENS, MARK_TOKENS, RESOLUTION_S, MambaTPP, Vocabulary, fine_per_coarse,
-                                     median)
+from lob_platform.models.tpp import INPUT_TOKENS, MARK_TOKENS, MambaTPP, Vocabulary, fine_per_coarse, median
 from lob_platform.tokens.bins import CATEGORICAL_VOCABULARY, BinEdges, compute_token_bins
 from lob_platform.training.sequence import one_thread
 
@@ -40,6 +39,7 @@ FEATURE_COLUMNS = ["event_row", "ts_ns", "source_row", "price_change_ticks", "lo
                    "event_type", "side", "inter_arrival_ns"]
 """The feature columns the TPP reads."""
 COMPONENTS = ("time", *TPP_MARKS)
+COARSE, FINE = TPP_MARKS.index("price_coarse"), TPP_MARKS.index("price_fine")
 LABEL = "next_event"  # the TPP's one model per day, and its rows in model_metrics
 MIN_TRAIN_WINDOWS = 8
 MAX_VALIDATION_WINDOWS = 64
@@ -56,17 +56,18 @@ class EventStream:
     gap_s: np.ndarray  # (n,) float64: seconds since the previous event
     segment: np.ndarray  # (n,) int64: contiguous runs of one date and split
     split: np.ndarray  # (n,) str or None
+    clock_s: float  # the venue's timestamp resolution, seconds
 
     def __len__(self) -> int:
         return len(self.gap_s)
 
 
-def vocabulary(bins: BinEdges, time_scale: float) -> Vocabulary:
+def vocabulary(bins: BinEdges, time_scale: float, clock_s: float) -> Vocabulary:
     sizes = bins.vocabulary()
     categorical = {f"{f}_token": n + 1 for f, n in CATEGORICAL_VOCABULARY.items()}  # + a null token (status rows)
     inputs = {name: categorical.get(name, sizes.get(name)) for name in INPUT_TOKENS}
     marks = {mark: categorical.get(column, sizes.get(column)) for mark, column in MARK_TOKENS.items()}
-    return Vocabulary(inputs, marks, fine_per_coarse(bins.bins("price_change_ticks"), bins.n_coarse), time_scale)
+    return Vocabulary(inputs, marks, fine_per_coarse(bins.bins("price_change_ticks"), bins.n_coarse), time_scale, clock_s)
 
 
 def time_scaling(train: pl.DataFrame) -> dict:
@@ -79,8 +80,9 @@ def time_scaling(train: pl.DataFrame) -> dict:
             "log_gap_std": float(log_gap.std()) or 1.0}
 
 
-def event_stream(rows: pl.DataFrame, bins: BinEdges, scaling: dict) -> EventStream:
-    """``rows``: feature rows (``FEATURE_COLUMNS``) with ``date`` and ``split``, in time order."""
+def event_stream(rows: pl.DataFrame, bins: BinEdges, scaling: dict, clock_s: float) -> EventStream:
+    """``rows``: feature rows (``FEATURE_COLUMNS``) with ``date`` and ``split``, in time order;
+    ``clock_s``: the venue's timestamp resolution."""
     tokens = compute_token_bins(rows, bins)
     for name, n in CATEGORICAL_VOCABULARY.items():
         tokens = tokens.with_columns(pl.col(f"{name}_token").fill_null(n))
@@ -92,7 +94,7 @@ def event_stream(rows: pl.DataFrame, bins: BinEdges, scaling: dict) -> EventStre
         tokens=tokens.select(INPUT_TOKENS).to_numpy().astype(np.int64),
         continuous=np.stack([log_gap, (gap_ns == 0)], axis=1).astype(np.float32),
         marks=tokens.select(list(MARK_TOKENS.values())).to_numpy().astype(np.int64),
-        gap_s=gap_ns / 1e9, segment=np.cumsum(run) - 1, split=split)
+        gap_s=gap_ns / 1e9, segment=np.cumsum(run) - 1, split=split, clock_s=clock_s)
 
 
 def window_starts_in(stream: EventStream, split: str, length: int, stride: int) -> np.ndarray:
@@ -116,7 +118,7 @@ def batch(stream: EventStream, starts: np.ndarray, length: int, where: torch.dev
 
 
 def run_model(model: MambaTPP, b: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    coarse = b["marks"][..., TPP_MARKS.index("price_coarse")]
+    coarse = b["marks"][..., COARSE]
     return model.losses(model(b["tokens"], b["continuous"], coarse), b["gap_s"], b["marks"])
 
 
@@ -137,7 +139,9 @@ def fit_tpp(stream: EventStream, vocab: Vocabulary, spec: MambaTPPSpec, where: t
             where_text: str = "") -> tuple[MambaTPP, list[dict]]:
     """Train (module docstring); returns the best model by validation loss, on the CPU, and the history."""
     train_starts = window_starts_in(stream, "train", spec.seq_len, spec.stride)
-    validation_starts = window_starts_in(stream, "validation", spec.seq_len, spec.seq_len)[:MAX_VALIDATION_WINDOWS]
+    validation_starts = window_starts_in(stream, "validation", spec.seq_len, spec.seq_len)
+    validation_starts = validation_starts[np.unique(np.linspace(0, len(validation_starts) - 1,
+                                                                min(len(validation_starts), MAX_VALIDATION_WINDOWS)).astype(int))]
     if len(train_starts) < MIN_TRAIN_WINDOWS or not len(validation_starts):
         raise TrainingDataError(
             f"{where_text}: {len(train_starts)} training and {len(validation_starts)} validation windows of {spec.seq_len} "
@@ -178,7 +182,9 @@ def fit_tpp(stream: EventStream, vocab: Vocabulary, spec: MambaTPPSpec, where: t
                 if validation < best_loss - 1e-6:
                     best, best_loss = copy.deepcopy(model.state_dict()), validation
         model.load_state_dict(best)
-    return model.cpu().eval(), history
+    pure = MambaTPP(spec, vocab)  # what a stored model loads into: the CPU runs it, whatever trained it
+    pure.load_state_dict({name: value.cpu() for name, value in model.state_dict().items()})
+    return pure.eval(), history
 
 
 @torch.no_grad()
@@ -245,7 +251,7 @@ def score(model: MambaTPP, stream: EventStream, split: str, context: int | None 
             for i in range(0, len(same), SCORE_BATCH if length > 1 else 4096):
                 chunk = same[i:i + (SCORE_BATCH if length > 1 else 4096)]
                 b = batch(stream, np.array([w[0] for w in chunk]), length, torch.device("cpu"))
-                coarse = b["marks"][..., TPP_MARKS.index("price_coarse")]
+                coarse = b["marks"][..., COARSE]
                 out = model(b["tokens"], b["continuous"], coarse)
                 losses = model.losses(out, b["gap_s"], b["marks"])
                 keep = torch.zeros(len(chunk), length, dtype=torch.bool)
@@ -261,7 +267,8 @@ def score(model: MambaTPP, stream: EventStream, split: str, context: int | None 
                     parts[f"rank_{m}"].append((logits > logits.gather(1, truth[:, None])).sum(1).numpy())
                     parts[f"pred_{m}"].append(logits.argmax(1).numpy())
                 scale = model.vocabulary.time_scale
-                parts["median"].append(median(out["time"][keep], spec.time_distribution, RESOLUTION_S / scale).numpy() * scale)
+                floor = model.vocabulary.clock_s / scale
+                parts["median"].append(median(out["time"][keep], spec.time_distribution, floor).numpy() * scale)
     cat = lambda key: np.concatenate(parts[key]) if parts[key] else np.zeros(0)  # noqa: E731
     order = np.argsort(cat("events"), kind="stable")
     return Scores(cat("events").astype(np.int64)[order], {c: cat(f"nll_{c}")[order] for c in COMPONENTS},
@@ -281,6 +288,7 @@ class PoissonMarginal:
     rate: float
     frequencies: dict[str, np.ndarray]
     fine_given_coarse: np.ndarray  # (coarse, fine)
+    clock_s: float
 
     @classmethod
     def fit(cls, stream: EventStream, vocab: Vocabulary) -> "PoissonMarginal":
@@ -290,45 +298,46 @@ class PoissonMarginal:
             counts = np.bincount(stream.marks[train, j], minlength=vocab.marks[m]) + 1.0
             frequencies[m] = counts / counts.sum()
         joint = np.ones((vocab.marks["price_coarse"], vocab.marks["price_fine"]))
-        np.add.at(joint, (stream.marks[train, 0], stream.marks[train, 1]), 1.0)
+        np.add.at(joint, (stream.marks[train, COARSE], stream.marks[train, FINE]), 1.0)
         allowed = np.arange(joint.shape[1])[None, :] < np.asarray(vocab.fine_per_coarse)[:, None]
         joint = np.where(allowed, joint, 0.0)
-        return cls(1.0 / max(float(stream.gap_s[train].mean()), 1e-9), frequencies, joint / joint.sum(1, keepdims=True))
+        return cls(1.0 / max(float(stream.gap_s[train].mean()), 1e-9), frequencies, joint / joint.sum(1, keepdims=True),
+                   stream.clock_s)
 
     def as_dict(self) -> dict:
         return {"rate": self.rate, "frequencies": {m: f.tolist() for m, f in self.frequencies.items()},
-                "fine_given_coarse": self.fine_given_coarse.tolist()}
+                "fine_given_coarse": self.fine_given_coarse.tolist(), "clock_s": self.clock_s}
 
     @classmethod
     def from_dict(cls, values: dict) -> "PoissonMarginal":
         return cls(values["rate"], {m: np.asarray(f) for m, f in values["frequencies"].items()},
-                   np.asarray(values["fine_given_coarse"]))
+                   np.asarray(values["fine_given_coarse"]), values["clock_s"])
 
     def score(self, stream: EventStream, events: np.ndarray) -> Scores:
         gap = stream.gap_s[events]
-        cell = -self.rate * gap + np.log(-np.expm1(-self.rate * RESOLUTION_S))
-        nll = {"time": -(cell - np.log(RESOLUTION_S))}
+        cell = -self.rate * gap + np.log(-np.expm1(-self.rate * self.clock_s))
+        nll = {"time": -(cell - np.log(self.clock_s))}
         rank, predicted = {}, {}
         for j, m in enumerate(TPP_MARKS):
             truth = stream.marks[events, j]
-            p = self.fine_given_coarse[stream.marks[events, 0]] if m == "price_fine" else self.frequencies[m][None, :]
+            p = self.fine_given_coarse[stream.marks[events, COARSE]] if m == "price_fine" else self.frequencies[m][None, :]
             p = np.broadcast_to(p, (len(events), p.shape[1]))
             chosen = p[np.arange(len(events)), truth]
             nll[m] = -np.log(chosen)
             rank[m] = (p > chosen[:, None]).sum(1)
             predicted[m] = p.argmax(1)
-        return Scores(events, nll, rank, predicted, np.full(len(events), max(math.log(2) / self.rate, RESOLUTION_S)))
+        return Scores(events, nll, rank, predicted, np.full(len(events), max(math.log(2) / self.rate, self.clock_s)))
 
 
 def summary(scores: Scores, stream: EventStream) -> dict[str, float]:
     """Mean NLL per component and in all (nats per event), each mark's accuracy and top-3
-    accuracy, and the mean absolute error of the log inter-arrival time (gaps floored at 1 ns)."""
+    accuracy, and the mean absolute error of the log inter-arrival time (gaps floored at one clock tick)."""
     out = {f"nll_{c}": float(scores.nll[c].mean()) for c in COMPONENTS}
     out["nll_total"] = float(sum(scores.nll[c] for c in COMPONENTS).mean())
     for m in TPP_MARKS:
         out[f"accuracy_{m}"] = float((scores.rank[m] == 0).mean())
         out[f"top3_{m}"] = float((scores.rank[m] < 3).mean())
-    truth = np.log(np.maximum(stream.gap_s[scores.events], RESOLUTION_S))
+    truth = np.log(np.maximum(stream.gap_s[scores.events], stream.clock_s))
     out["mae_log_inter_arrival"] = float(np.abs(np.log(scores.median_gap_s) - truth).mean())
     return out
 

@@ -17,10 +17,12 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import polars as pl
 import torch
 
+from lob_platform.features.events import log_inter_arrival_s
 from lob_platform.models.specs import TPP_MARKS
-from lob_platform.models.tpp import RESOLUTION_S, MambaTPP, sample_gap
+from lob_platform.models.tpp import MambaTPP, Vocabulary, sample_gap
 from lob_platform.tokens.bins import BinEdges
 from lob_platform.training.sequence import one_thread
 from lob_platform.training.tpp import EventStream, PoissonMarginal
@@ -46,18 +48,20 @@ def real_continuations(stream: EventStream, starts: np.ndarray, context: int, ev
     return {"gap_s": stream.gap_s[index], "marks": stream.marks[index]}
 
 
-class _Feedback:
+class Feedback:
     """Turns a sampled event into the model's next inputs, with the window's bin edges and scaling."""
 
-    def __init__(self, model: MambaTPP, bins: BinEdges, scaling: dict):
-        counts = np.asarray(model.vocabulary.fine_per_coarse)
-        self.first_bin = torch.from_numpy(np.r_[0, np.cumsum(counts)[:-1]])  # price bin of each coarse group's first fine bin
+    def __init__(self, vocabulary: Vocabulary, bins: BinEdges, scaling: dict):
+        self.first_bin = torch.from_numpy(vocabulary.first_bins())
         self.gap_edges = torch.tensor(bins.edges["log_inter_arrival_s"], dtype=torch.float64)
         self.scaling = scaling
 
     def inputs(self, gap_s: torch.Tensor, marks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         coarse, fine = marks[:, MARK["price_coarse"]], marks[:, MARK["price_fine"]]
-        log_gap = torch.log(gap_s.clamp(min=RESOLUTION_S))
+        # the features' own expression: another log can differ in the last bit, and a gap on a bin edge
+        # would then get the neighbouring bin
+        gap_ns = pl.Series(torch.round(gap_s * 1e9).to(torch.int64).numpy())
+        log_gap = torch.from_numpy(pl.select(log_inter_arrival_s(pl.lit(gap_ns))).to_series().to_numpy().copy())
         tokens = torch.stack([coarse, self.first_bin[coarse] + fine, marks[:, MARK["size"]], marks[:, MARK["event_type"]],
                               marks[:, MARK["side"]], marks[:, MARK["level"]],
                               torch.searchsorted(self.gap_edges, log_gap, right=True)], dim=1)
@@ -72,7 +76,8 @@ def _sample_event(model: MambaTPP, features: torch.Tensor, generator: torch.Gene
     marks["price_fine"] = draw(model.heads(features, marks["price_coarse"])["price_fine"])
     scale = model.vocabulary.time_scale
     gap = sample_gap(heads["time"], model.spec.time_distribution, generator) * scale
-    gap = torch.floor(gap / RESOLUTION_S) * RESOLUTION_S  # the clock's cell
+    clock = model.vocabulary.clock_s
+    gap = torch.floor(gap / clock) * clock  # the clock's cell
     return gap, torch.stack([marks[name] for name in TPP_MARKS], dim=1)
 
 
@@ -83,7 +88,7 @@ def generate(model: MambaTPP, stream: EventStream, starts: np.ndarray, bins: Bin
     model.eval()
     context = model.spec.seq_len
     generator = torch.Generator().manual_seed(seed)
-    feedback = _Feedback(model, bins, scaling)
+    feedback = Feedback(model.vocabulary, bins, scaling)
     index = starts[:, None] + np.arange(context)[None, :]
     tokens, continuous = torch.from_numpy(stream.tokens[index]), torch.from_numpy(stream.continuous[index])
     gaps, marks = [], []
@@ -109,7 +114,7 @@ def generate(model: MambaTPP, stream: EventStream, starts: np.ndarray, bins: Bin
 
 def sample_unconditional(baseline: PoissonMarginal, count: int, seed: int) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(seed)
-    gap = np.floor(rng.exponential(1 / baseline.rate, count) / RESOLUTION_S) * RESOLUTION_S
+    gap = np.floor(rng.exponential(1 / baseline.rate, count) / baseline.clock_s) * baseline.clock_s
     marks = np.stack([rng.choice(len(baseline.frequencies[m]), count, p=baseline.frequencies[m]) for m in TPP_MARKS], 1)
     coarse = marks[:, MARK["price_coarse"]]
     cumulative = baseline.fine_given_coarse[coarse].cumsum(1)
@@ -139,17 +144,16 @@ def total_variation(a: np.ndarray, b: np.ndarray, size: int) -> float:
     return float(0.5 * np.abs(np.bincount(a, minlength=size) / len(a) - np.bincount(b, minlength=size) / len(b)).sum())
 
 
-def _values(sample: dict[str, np.ndarray], first_bin: np.ndarray) -> dict[str, np.ndarray]:
-    marks = sample["marks"]
-    return {"inter_arrival": np.log10(np.maximum(sample["gap_s"], RESOLUTION_S)), "event_type": marks[:, MARK["event_type"]],
+def _values(sample: dict[str, np.ndarray], vocabulary: Vocabulary) -> dict[str, np.ndarray]:
+    marks, first_bin = sample["marks"], vocabulary.first_bins()
+    return {"inter_arrival": np.log10(np.maximum(sample["gap_s"], vocabulary.clock_s)), "event_type": marks[:, MARK["event_type"]],
             "side": marks[:, MARK["side"]], "size": marks[:, MARK["size"]],
             "price_change": first_bin[marks[:, MARK["price_coarse"]]] + marks[:, MARK["price_fine"]]}
 
 
-def distances(generated: dict[str, np.ndarray], real: dict[str, np.ndarray], fine_per_coarse: tuple[int, ...]) -> dict:
+def distances(generated: dict[str, np.ndarray], real: dict[str, np.ndarray], vocabulary: Vocabulary) -> dict:
     """(distribution, statistic) -> distance between the generated and real events."""
-    first_bin = np.r_[0, np.cumsum(fine_per_coarse)[:-1]]
-    g, r = _values(generated, first_bin), _values(real, first_bin)
+    g, r = _values(generated, vocabulary), _values(real, vocabulary)
     out = {}
     for name, statistics in DISTRIBUTIONS.items():
         size = int(max(g[name].max(initial=0), r[name].max(initial=0))) + 1 if name != "inter_arrival" else 0
