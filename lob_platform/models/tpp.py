@@ -106,7 +106,7 @@ def cell_log_prob(params: torch.Tensor, gap: torch.Tensor, width: float, distrib
 
 
 def log_density(params: torch.Tensor, gap: torch.Tensor, distribution: str) -> torch.Tensor:
-    """log f(gap), the mixture's density (for tests and plots)."""
+    """log f(gap), the mixture's density (what the cell probabilities are tested against)."""
     params, gap = params.double(), gap.double().unsqueeze(-1)
     logits, first, second = params.chunk(3, dim=-1)
     log_weight = torch.log_softmax(logits, dim=-1)
