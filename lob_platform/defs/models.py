@@ -30,6 +30,7 @@ from lob_platform.datasets.rows import evaluation_rows, purge_gap, training_rows
 from lob_platform.defs.features import fit_spec_hash, resolve_window
 from lob_platform.defs.partitions import by_date_and_instrument, day_of, earlier_days
 from lob_platform.defs.raw import venue_key
+from lob_platform.features.training_window import WindowPlan
 from lob_platform.core.tables import REPORT_TABLE
 from lob_platform.lineage import (FEATURES, GENERATION, MODEL_METRICS, MODEL_TABLES, PREDICTIONS, TRAINED_MODELS, InputsNotReady,
                                   Warehouse)
@@ -108,6 +109,16 @@ def specs_for_run(settings: ModelSpecs, family: str, config: dg.Config) -> Model
 
 # ---- trained_models
 
+
+def settled_window(venue: Venue, instrument: str, date: str, settings: Settings, where: str) -> WindowPlan:
+    """The training window of a model of ``date``, or an error naming the days it waits for."""
+    plan = resolve_window(venue, instrument, date, settings.training)
+    if not plan.ready:
+        raise InputsNotReady(f"the training window of {where} is not ready: "
+                             + ", ".join(f"{venue.name}/features {d}|{instrument}" for d in plan.waiting_for)
+                             + " has no validation outcome or features yet; materialize it first.")
+    return plan
+
 def build_trained_models_asset(venue: Venue, family: str, settings: Settings) -> dg.AssetsDefinition:
     window = earlier_days(settings.training.lookback_days)
     title = FAMILY_TITLES[family]
@@ -132,11 +143,7 @@ def build_trained_models_asset(venue: Venue, family: str, settings: Settings) ->
         date, instrument = day_of(context)
         specs = specs_for_run(settings.models, family, config)
         where = f"{venue.name} {family} {date}|{instrument}"
-        plan = resolve_window(venue, instrument, date, settings.training)
-        if not plan.ready:
-            raise InputsNotReady(f"the training window of {where} is not ready: "
-                                 + ", ".join(f"{venue.name}/features {d}|{instrument}" for d in plan.waiting_for)
-                                 + " has no validation outcome or features yet; materialize it first.")
+        plan = settled_window(venue, instrument, date, settings, where)
         warehouse = Warehouse(warehouse_root())
         days = {d: _features(warehouse, venue, d, instrument, family, specs) for d in plan.dates}
         rows = training_rows({d: f for d, f in days.items() if d != date}, days.get(date), date, plan.scope,

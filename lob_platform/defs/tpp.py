@@ -23,8 +23,8 @@ import polars as pl
 from lob_platform.core.settings import Settings, warehouse_root
 from lob_platform.core.tables import REPORT_TABLE
 from lob_platform.datasets.rows import evaluation_rows, training_rows
-from lob_platform.defs.features import fit_spec_hash, fit_window, resolve_window
-from lob_platform.defs.models import GPU_POOL, GPU_STEP_TAGS, markdown_table, model_key
+from lob_platform.defs.features import fit_spec_hash, fit_window
+from lob_platform.defs.models import GPU_POOL, GPU_STEP_TAGS, markdown_table, model_key, settled_window
 from lob_platform.defs.partitions import by_date_and_instrument, day_of, earlier_days
 from lob_platform.defs.raw import venue_key
 from lob_platform.defs.run_config import spec_config
@@ -89,11 +89,7 @@ def build_trained_tpp_asset(venue: Venue, settings: Settings) -> dg.AssetsDefini
         date, instrument = day_of(context)
         spec = dataclasses.replace(settings.models.mamba_tpp, **{k: v for k, v in config.model_dump().items() if v is not None})
         where = f"{venue.name} {TPP} {date}|{instrument}"
-        plan = resolve_window(venue, instrument, date, settings.training)
-        if not plan.ready:
-            raise InputsNotReady(f"the training window of {where} is not ready: "
-                                 + ", ".join(f"{venue.name}/features {d}|{instrument}" for d in plan.waiting_for)
-                                 + " has no validation outcome or features yet; materialize it first.")
+        plan = settled_window(venue, instrument, date, settings, where)
         fitted_on = fit_window(bin_edges)
         if (fitted_on.scope, list(fitted_on.dates)) != (plan.scope, list(plan.dates)):
             raise InputsNotReady(f"{venue.name}/{BIN_EDGES} {date}|{instrument} was fit on {fitted_on.scope} "
