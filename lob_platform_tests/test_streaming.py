@@ -21,6 +21,7 @@ import pytest
 
 from lob_platform.core.columns import book_columns
 from lob_platform.datasets.rows import evaluation_rows
+from lob_platform.errors import ConfigError
 from lob_platform.features.table import build_features
 from lob_platform.features.training_window import PREVIOUS_DAYS, SAME_DAY_SPLIT
 from lob_platform.lineage import FEATURES, PREDICTIONS, Warehouse
@@ -382,3 +383,8 @@ def test_the_stream_evaluation_passes_a_complete_stream_and_fails_a_missing_or_d
     assert not checks["every_event_once"].passed
     text = str(checks["every_event_once"].metadata)
     assert f"missing {missing}," in text and f"duplicated {doubled}," in text
+
+
+def test_a_family_the_stream_cannot_serve_is_refused_by_name():
+    with pytest.raises(ConfigError, match="'mamba_tpp' is not served on the streaming path.*lightgbm"):
+        ModelChoice("mamba_tpp", "next_event")  # the TPP predicts the next event, not the next mid move

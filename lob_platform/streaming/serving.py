@@ -16,7 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from lob_platform.models.specs import TABULAR_FAMILIES
+from lob_platform.errors import ConfigError
+from lob_platform.models.specs import FAMILIES, TABULAR_FAMILIES
 from lob_platform.training import store
 from lob_platform.training.fit import build_module, scaled
 
@@ -30,6 +31,11 @@ class ModelChoice:
     label: str = "next_mid_up"
     model_date: str | None = None
     version: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.family not in FAMILIES:
+            raise ConfigError(f"{self.family!r} is not served on the streaming path, which serves the next-move "
+                              f"classifiers: choose one of {', '.join(FAMILIES)}.")
 
 
 class ModelUnavailable(Exception):
