@@ -171,7 +171,7 @@ def measure_tpp(folder: Path, size: str, variant: str, device: str) -> dict:
     model, _ = tpp.fit_tpp(stream, vocab, spec, torch.device(device), lambda message: None)
     seconds = time.perf_counter() - started
     peak = torch.cuda.max_memory_allocated() / 2 ** 20 if device == "cuda" else peak_mb(before)
-    kernels = any(type(m).__module__.startswith("mamba_ssm") for m in model.modules())
+    kernels = tpp.uses_kernels(spec, torch.device(device))
     return {"seconds": seconds, "units": steps * spec.batch_size * spec.grad_accumulation * spec.seq_len,
             "peak_mb": peak, "kernels": kernels}
 

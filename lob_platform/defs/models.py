@@ -145,7 +145,8 @@ def build_trained_models_asset(venue: Venue, family: str, settings: Settings) ->
         where = f"{venue.name} {family} {date}|{instrument}"
         plan = settled_window(venue, instrument, date, settings, where)
         warehouse = Warehouse(warehouse_root())
-        days = {d: _features(warehouse, venue, d, instrument, family, specs) for d in plan.dates}
+        days = {d: window_features(warehouse, venue, d, instrument, lambda names: input_columns(family, specs, names))
+                for d in plan.dates}
         rows = training_rows({d: f for d, f in days.items() if d != date}, days.get(date), date, plan.scope,
                              settings.training.train_fraction, specs.validation_fraction,
                              purge_gap(specs.labels_of(family)))
@@ -190,11 +191,12 @@ def build_trained_models_asset(venue: Venue, family: str, settings: Settings) ->
     return trained_models
 
 
-def _features(warehouse: Warehouse, venue: Venue, date: str, instrument: str, family: str, specs: ModelSpecs) -> pl.DataFrame:
+def window_features(warehouse: Warehouse, venue: Venue, date: str, instrument: str, columns) -> pl.DataFrame:
+    """The ``columns(available names)`` of one day's features, or an error naming the partition."""
     scan = warehouse.scan(FEATURES, venue.name, [date], instrument)
     if scan is None:
         raise InputsNotReady(f"{venue.name}/features {date}|{instrument} is not materialized: materialize it first.")
-    return scan.select(input_columns(family, specs, scan.collect_schema().names())).collect()
+    return scan.select(columns(scan.collect_schema().names())).collect()
 
 
 # ---- predictions and model_metrics

@@ -24,7 +24,7 @@ from lob_platform.core.settings import Settings, warehouse_root
 from lob_platform.core.tables import REPORT_TABLE
 from lob_platform.datasets.rows import evaluation_rows, training_rows
 from lob_platform.defs.features import fit_spec_hash, fit_window
-from lob_platform.defs.models import GPU_POOL, GPU_STEP_TAGS, markdown_table, model_key, settled_window
+from lob_platform.defs.models import GPU_POOL, GPU_STEP_TAGS, markdown_table, model_key, settled_window, window_features
 from lob_platform.defs.partitions import by_date_and_instrument, day_of, earlier_days
 from lob_platform.defs.raw import venue_key
 from lob_platform.defs.run_config import spec_config
@@ -39,7 +39,7 @@ from lob_platform.training import plots, store
 from lob_platform.training.fit import config_hash
 from lob_platform.training.sequence import device
 from lob_platform.training.tpp import (BASELINES, COMPONENTS, FEATURE_COLUMNS, LABEL, PoissonMarginal, beats_baseline, event_stream, fit_tpp,
-                                       metrics_rows, paired_standard_errors, per_event_nll, score, summary, time_scaling,
+                                       metrics_rows, paired_standard_errors, per_event_nll, score, summary, time_scaling, uses_kernels,
                                        vocabulary)
 from lob_platform.training.tpp_generation import (context_starts, distances, generate, real_continuations,
                                                   sample_unconditional)
@@ -58,13 +58,6 @@ def build_module(manifest: dict) -> MambaTPP:
     """The empty module a stored TPP's state dict loads into (the pure path: a checkpoint trained
     with mamba-ssm's kernels loads into it, with the same parameter names)."""
     return MambaTPP(MambaTPPSpec(**manifest["config"]), Vocabulary.from_dict(manifest["vocabulary"]))
-
-
-def _rows(warehouse: Warehouse, venue: Venue, date: str, instrument: str) -> pl.DataFrame:
-    scan = warehouse.scan(FEATURES, venue.name, [date], instrument)
-    if scan is None:
-        raise InputsNotReady(f"{venue.name}/features {date}|{instrument} is not materialized: materialize it first.")
-    return scan.select(FEATURE_COLUMNS).collect()
 
 
 def build_trained_tpp_asset(venue: Venue, settings: Settings) -> dg.AssetsDefinition:
@@ -96,7 +89,7 @@ def build_trained_tpp_asset(venue: Venue, settings: Settings) -> dg.AssetsDefini
                                  f"{','.join(fitted_on.dates)}, but the training window is now {plan.scope} "
                                  f"{','.join(plan.dates)}: rematerialize the fit of this day first.")
         warehouse = Warehouse(warehouse_root())
-        days = {d: _rows(warehouse, venue, d, instrument) for d in plan.dates}
+        days = {d: window_features(warehouse, venue, d, instrument, lambda names: FEATURE_COLUMNS) for d in plan.dates}
         rows = training_rows({d: f for d, f in days.items() if d != date}, days.get(date), date, plan.scope,
                              settings.training.train_fraction, settings.models.validation_fraction, 1)
         bins = BinEdges.from_frame(bin_edges)
@@ -106,8 +99,7 @@ def build_trained_tpp_asset(venue: Venue, settings: Settings) -> dg.AssetsDefini
         vocab = vocabulary(bins, scaling["mean_gap_s"], clock_s)
         where_to = device(context.log.info)
         model, history = fit_tpp(stream, vocab, spec, where_to, context.log.info, where)
-        kernels = "mamba-ssm" if where_to.type == "cuda" and any(
-            type(m).__module__.startswith("mamba_ssm") for m in model.modules()) else "pure PyTorch"
+        kernels = "mamba-ssm" if uses_kernels(spec, where_to) else "pure PyTorch"
         provenance = {"fit_scope": plan.scope, "fit_dates": ",".join(plan.dates), "fit_excluded": ",".join(plan.excluded),
                       "fit_train_fraction": settings.training.train_fraction,
                       "fit_inputs": warehouse.window_inputs(plan, venue.name, instrument),
@@ -118,8 +110,8 @@ def build_trained_tpp_asset(venue: Venue, settings: Settings) -> dg.AssetsDefini
                     "config": dataclasses.asdict(spec), "config_hash": config_hash(TPP, dataclasses.replace(
                         settings.models, mamba_tpp=spec)), "vocabulary": vocab.as_dict(), "scaling": scaling,
                     "bin_edges": bin_edges.select("feature", "requested_bins", "bins", "edges", "n_coarse", "fit_rows").to_dicts(),
-                    "poisson_marginal": PoissonMarginal.fit(stream, vocab).as_dict(), "kernels": kernels, "venue": venue.name, "instrument": instrument, "date": date,
-                    "history": history, **counts, **provenance}
+                    "poisson_marginal": PoissonMarginal.fit(stream, vocab).as_dict(), "kernels": kernels,
+                    "venue": venue.name, "instrument": instrument, "date": date, "history": history, **counts, **provenance}
         folder = store.model_folder(warehouse.root, venue.name, TPP, instrument, date, LABEL)
         curve = plots.training_curve(TPP, LABEL, history, "loss (time NLL + marks' CE)")
         version = store.save(folder, manifest, model, {"training_curve.png": curve})

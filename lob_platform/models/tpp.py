@@ -86,13 +86,17 @@ def _log_normal_cdf_difference(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor
     return log_hi + _log1mexp(torch.special.log_ndtr(lo) - log_hi)
 
 
+def _mixture(params: torch.Tensor, gap: torch.Tensor):
+    """(log weights, first, second, gap) in float64, each (..., K) (module docstring of the layout)."""
+    logits, first, second = params.double().chunk(3, dim=-1)
+    return torch.log_softmax(logits, dim=-1), first, second, gap.double().unsqueeze(-1)
+
+
 def cell_log_prob(params: torch.Tensor, gap: torch.Tensor, width: float, distribution: str) -> torch.Tensor:
     """log P(gap <= T < gap + width) under the mixture ``params`` (..., 3K) in float64; ``gap`` and
     ``width`` in the heads' unit. Exponential: [weight logits, log rates, unused]; log-normal:
     [weight logits, means of log T, log standard deviations]."""
-    params, gap = params.double(), gap.double().unsqueeze(-1)
-    logits, first, second = params.chunk(3, dim=-1)
-    log_weight = torch.log_softmax(logits, dim=-1)
+    log_weight, first, second, gap = _mixture(params, gap)
     if distribution == "exponential":
         rate = torch.exp(first)
         log_cell = -rate * gap + _log1mexp(-rate * width)
@@ -107,9 +111,7 @@ def cell_log_prob(params: torch.Tensor, gap: torch.Tensor, width: float, distrib
 
 def log_density(params: torch.Tensor, gap: torch.Tensor, distribution: str) -> torch.Tensor:
     """log f(gap), the mixture's density (what the cell probabilities are tested against)."""
-    params, gap = params.double(), gap.double().unsqueeze(-1)
-    logits, first, second = params.chunk(3, dim=-1)
-    log_weight = torch.log_softmax(logits, dim=-1)
+    log_weight, first, second, gap = _mixture(params, gap)
     if distribution == "exponential":
         log_f = first - torch.exp(first) * gap
     else:
@@ -120,9 +122,8 @@ def log_density(params: torch.Tensor, gap: torch.Tensor, distribution: str) -> t
 
 
 def cdf(params: torch.Tensor, gap: torch.Tensor, distribution: str) -> torch.Tensor:
-    params, gap = params.double(), gap.double().unsqueeze(-1)
-    logits, first, second = params.chunk(3, dim=-1)
-    weight = torch.softmax(logits, dim=-1)
+    log_weight, first, second, gap = _mixture(params, gap)
+    weight = torch.exp(log_weight)
     if distribution == "exponential":
         return (weight * -torch.expm1(-torch.exp(first) * gap)).sum(-1)
     z = (torch.log(gap.clamp(min=1e-300)) - first) / torch.exp(second)

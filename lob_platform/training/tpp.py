@@ -130,9 +130,9 @@ def learning_rate(spec: MambaTPPSpec, step: int) -> float:
     return spec.lr_peak * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
-def build_model(spec: MambaTPPSpec, vocab: Vocabulary, where: torch.device) -> MambaTPP:
-    """The module, with mamba-ssm's kernels when training on CUDA where they are installed."""
-    return MambaTPP(spec, vocab, use_kernels=where.type == "cuda" and spec.backbone == "mamba" and kernels_available())
+def uses_kernels(spec: MambaTPPSpec, where: torch.device) -> bool:
+    """Whether training on ``where`` runs mamba-ssm's kernels: on CUDA, where they are installed."""
+    return where.type == "cuda" and spec.backbone == "mamba" and kernels_available()
 
 
 def fit_tpp(stream: EventStream, vocab: Vocabulary, spec: MambaTPPSpec, where: torch.device, log: Log,
@@ -148,7 +148,7 @@ def fit_tpp(stream: EventStream, vocab: Vocabulary, spec: MambaTPPSpec, where: t
             f"events; at least {MIN_TRAIN_WINDOWS} and 1 are needed. Lower seq_len or widen the training window.")
     with one_thread():
         torch.manual_seed(spec.seed)
-        model = build_model(spec, vocab, where).to(where)
+        model = MambaTPP(spec, vocab, use_kernels=uses_kernels(spec, where)).to(where)
         decay = [p for p in model.parameters() if p.ndim >= 2 and not getattr(p, "_no_weight_decay", False)]
         rest = [p for p in model.parameters() if p.ndim < 2 or getattr(p, "_no_weight_decay", False)]
         optimiser = torch.optim.AdamW([{"params": decay, "weight_decay": spec.weight_decay},
@@ -156,8 +156,8 @@ def fit_tpp(stream: EventStream, vocab: Vocabulary, spec: MambaTPPSpec, where: t
         draw = np.random.default_rng(spec.seed)
         autocast = where.type == "cuda" and spec.mixed_precision
         best, best_loss, history, running = copy.deepcopy(model.state_dict()), math.inf, [], []
-        kernels = any(type(m).__module__.startswith("mamba_ssm") for m in model.modules())
-        log(f"Mamba TPP ({spec.backbone} backbone, {'mamba-ssm kernels' if kernels else 'pure PyTorch'}, {where.type}): "
+        log(f"Mamba TPP ({spec.backbone} backbone, {'mamba-ssm kernels' if uses_kernels(spec, where) else 'pure PyTorch'}, "
+            f"{where.type}): "
             f"{len(train_starts):,} training windows, {len(validation_starts)} validation windows, {spec.steps} steps")
         for step in range(spec.steps):
             model.train()
