@@ -7,6 +7,10 @@
     lob dev        start the Dagster UI on this project's own DAGSTER_HOME
     lob stream run     the streaming path for one instrument-day: replay into Redis, serve a
                        model, sink to parquet, evaluate (replay | serve | sink: one part each)
+    lob deploy check PROFILE   does the profile's database (and broker) answer?
+    lob deploy worker          a Celery worker of the celery profile
+
+The deployment profile (local, postgres, celery, k8s) is LOB_PROFILE's; see deploy/README.md.
 """
 
 from __future__ import annotations
@@ -19,20 +23,18 @@ from pathlib import Path
 
 from lob_platform.core.settings import data_root, warehouse_root
 
-DAGSTER_HOME = ".dagster_home"
+def ensure_dagster_home(profile=None) -> Path:
+    """``$DAGSTER_HOME``, else the profile's own folder (``.dagster_home`` for local), holding the
+    profile's ``dagster.yaml`` where it has none, with the pools' limits set on its instance."""
+    import dagster as dg
 
+    from lob_platform.deploy.pools import apply_pools
+    from lob_platform.deploy.profiles import active_profile, prepare_home
 
-def ensure_dagster_home() -> Path:
-    """Use ``$DAGSTER_HOME`` or the project's own ``.dagster_home`` for run storage."""
-    home = Path(os.environ.get("DAGSTER_HOME", DAGSTER_HOME)).resolve()
-    home.mkdir(parents=True, exist_ok=True)
-    config = home / "dagster.yaml"
-    if not config.exists():
-        # run monitoring: under `dagster dev` the daemon fails runs whose worker process died
-        # the gpu pool (model training) runs one step at a time on this machine
-        config.write_text("telemetry:\n  enabled: false\nrun_monitoring:\n  enabled: true\n"
-                          "concurrency:\n  pools:\n    default_limit: 1\n")
+    home = prepare_home(profile or active_profile())
     os.environ["DAGSTER_HOME"] = str(home)
+    with dg.DagsterInstance.get() as instance:
+        apply_pools(instance)
     return home
 
 
@@ -148,6 +150,46 @@ def stream_run(args: argparse.Namespace) -> int:
                                    args.consumers, args.resume), _log)
 
 
+def deploy_check(args: argparse.Namespace) -> int:
+    from lob_platform.deploy.checks import check_profile
+    from lob_platform.deploy.profiles import profile_named, prepare_home
+
+    profile = profile_named(args.profile)
+    home = prepare_home(profile)
+    for line in check_profile(profile, home):
+        print(line)
+    if profile.executor != "k8s":  # on a cluster the instance is the Helm chart's; pools: deploy/k8s/README.md
+        os.environ["DAGSTER_HOME"] = str(home)
+        import dagster as dg
+
+        from lob_platform.deploy.pools import apply_pools
+
+        with dg.DagsterInstance.get() as instance:
+            print("pools: " + ", ".join(f"{pool} {limit}" for pool, limit in apply_pools(instance).items()))
+    return 0
+
+
+def deploy_worker(args: argparse.Namespace) -> int:
+    from lob_platform.deploy.celery import worker_command
+    from lob_platform.deploy.profiles import profile_named
+
+    ensure_dagster_home(profile_named("celery"))
+    os.environ["LOB_PROFILE"] = "celery"
+    command = worker_command(args.name or f"worker-{os.getpid()}", args.processes)
+    os.execv(command[0], command)
+
+
+def _deploy_commands(commands) -> None:
+    deploy = commands.add_parser("deploy", help="deployment profiles").add_subparsers(dest="part", required=True)
+    check = deploy.add_parser("check", help="load a profile and check that its database and broker answer")
+    check.add_argument("profile", help="local, postgres, celery or k8s")
+    check.set_defaults(func=deploy_check)
+    worker = deploy.add_parser("worker", help="a Celery worker of the celery profile (broker: LOB_CELERY_BROKER)")
+    worker.add_argument("--name", default=None, help="worker name (default: worker-PID); the host is added")
+    worker.add_argument("--processes", type=int, default=1, help="steps this worker runs at once")
+    worker.set_defaults(func=deploy_worker)
+
+
 def _stream_commands(commands) -> None:
     stream = commands.add_parser("stream", help="the Redis streaming path").add_subparsers(dest="part", required=True)
 
@@ -197,6 +239,7 @@ def main(argv: list[str] | None = None) -> int:
     query.set_defaults(func=sql)
     commands.add_parser("dev", help="the Dagster UI (other options go to `dagster dev`)").set_defaults(func=dev)
     _stream_commands(commands)
+    _deploy_commands(commands)
     args, args.extra = parser.parse_known_args(argv)
     if args.extra and args.command != "dev":
         parser.error(f"unrecognized arguments: {' '.join(args.extra)}")

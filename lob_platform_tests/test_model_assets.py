@@ -18,7 +18,8 @@ from lob_platform.backtest.direction import STRATEGIES
 from lob_platform.core.settings import load_settings
 from lob_platform.defs import build_definitions
 from lob_platform.defs.automation import next_trading_day, refit_requests
-from lob_platform.defs.models import GPU_POOL, model_key
+from lob_platform.defs.models import model_key
+from lob_platform.deploy.pools import GPU_POOL
 from lob_platform.features.training_window import PREVIOUS_DAYS, SAME_DAY_SPLIT
 from lob_platform.lineage import Warehouse
 from lob_platform.main_job import register_instruments

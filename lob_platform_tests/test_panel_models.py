@@ -23,7 +23,7 @@ from lob_platform.core.settings import load_settings
 from lob_platform.datasets.panel import (SSM_CHANNELS, PanelRows, PanelScaler, complete_targets, split_rows, ssm_matrix,
                                          target_columns, window_starts)
 from lob_platform.defs.automation import panel_forecaster_requests
-from lob_platform.defs.models import GPU_POOL, GPU_STEP_TAGS
+from lob_platform.deploy.pools import GPU_POOL, GPU_STEP_TAGS
 from lob_platform.defs.panel_models import SUMMARY, build_panel_model_assets
 from lob_platform.defs.resources import WarehouseIOManager
 from lob_platform.errors import TrainingDataError

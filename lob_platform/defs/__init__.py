@@ -4,6 +4,7 @@ import dagster as dg
 
 from lob_platform.core.settings import Settings, load_settings
 from lob_platform.core.tables import MESSAGES, SNAPSHOTS
+from lob_platform.deploy.profiles import active_profile
 from lob_platform.defs.automation import build_automation, build_jobs
 from lob_platform.defs.backtests import build_backtest_assets, build_summary_asset
 from lob_platform.defs.crypto_panel import build_panel_asset
@@ -21,7 +22,8 @@ from lob_platform.sources.registry import Venue
 
 def build_definitions(venues: list[Venue], settings: Settings | None = None) -> dg.Definitions:
     """Every venue's ingest and feature assets, the models and backtests of venues with a book, the crypto panel, their checks, the DuckDB catalogue,
-    jobs, sensors and schedules, for exactly these venues; nothing reads the data folder until a run does."""
+    jobs, sensors and schedules, for exactly these venues; nothing reads the data folder until a run does.
+    The executor is the deployment profile's (``LOB_PROFILE``: lob_platform.deploy.profiles)."""
     settings = settings or load_settings()
     assets = [build_raw_asset(v) for v in venues]
     assets += [build_validated_assets(v, settings.training) for v in venues]
@@ -47,4 +49,5 @@ def build_definitions(venues: list[Venue], settings: Settings | None = None) -> 
         sensors=sensors,
         schedules=schedules,
         resources={"io_manager": WarehouseIOManager()},
+        executor=active_profile().executor_definition(),
     )

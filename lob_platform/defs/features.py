@@ -17,6 +17,7 @@ from lob_platform.core.settings import SequenceSpec, Settings, TrainingWindowSpe
 from lob_platform.core.tables import REPORT_TABLE
 from lob_platform.defs.partitions import by_date_and_instrument, day_of, earlier_days
 from lob_platform.defs.raw import time_span, venue_key
+from lob_platform.deploy.pools import CPU_POOL
 from lob_platform.errors import ConfigError
 from lob_platform.features.labels import fit_label_thresholds, ternary_labels
 from lob_platform.features.quality import label_balance, non_finite_counts, summary_table, unexpected_null_counts
@@ -80,6 +81,7 @@ def build_features_asset(venue: Venue, settings: Settings) -> dg.AssetsDefinitio
         partitions_def=by_date_and_instrument(venue.name),
         check_specs=checks,
         group_name=f"{venue.name}_features",
+        pool=CPU_POOL,
     )
     def features_asset(context: dg.AssetExecutionContext, messages: pl.DataFrame):
         _, instrument = day_of(context)

@@ -30,6 +30,7 @@ from lob_platform.datasets.rows import evaluation_rows, purge_gap, training_rows
 from lob_platform.defs.features import fit_spec_hash, resolve_window
 from lob_platform.defs.partitions import by_date_and_instrument, day_of, earlier_days
 from lob_platform.defs.raw import venue_key
+from lob_platform.deploy.pools import GPU_POOL, GPU_STEP_TAGS
 from lob_platform.features.training_window import WindowPlan
 from lob_platform.core.tables import REPORT_TABLE
 from lob_platform.lineage import (FEATURES, GENERATION, MODEL_METRICS, MODEL_TABLES, PREDICTIONS, TRAINED_MODELS, InputsNotReady,
@@ -40,14 +41,6 @@ from lob_platform.training import plots, store
 from lob_platform.training.fit import build_module, config_hash, feature_list, input_columns, predict_day, train_family
 from lob_platform.training.metrics import BASELINES, compare, reliability
 
-GPU_POOL = "gpu"
-GPU_STEP_TAGS = {"dagster-k8s/config": {
-    "container_config": {"resources": {"requests": {"nvidia.com/gpu": "1"}, "limits": {"nvidia.com/gpu": "1"}}},
-    "pod_spec_config": {"node_selector": {"nvidia.com/gpu.present": "true"},
-                        "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]},
-}}
-"""Tags of every training step: on Kubernetes (the k8s job executor) the step's pod requests one
-GPU and may be scheduled on GPU nodes."""
 KINDS = {"lightgbm": {"lightgbm"}, "logistic_regression": {"scikitlearn"}, "random_forest": {"scikitlearn"},
          "lstm": {"pytorch"}}
 HEADLINE = ("accuracy", "macro_f1", "mcc", "log_loss", "brier", "ece")

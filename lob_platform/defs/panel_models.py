@@ -32,10 +32,11 @@ import torch
 
 from lob_platform.core.settings import Settings, warehouse_root
 from lob_platform.datasets.panel import SSM_CHANNELS
-from lob_platform.defs.models import GPU_POOL, GPU_STEP_TAGS, markdown_table
+from lob_platform.defs.models import markdown_table
 from lob_platform.defs.run_config import spec_config
 from lob_platform.defs.partitions import trading_date
 from lob_platform.defs.raw import venue_key
+from lob_platform.deploy.pools import GPU_POOL, GPU_STEP_TAGS
 from lob_platform.features.training_window import WindowPlan, plan_training_window
 from lob_platform.lineage import FORECAST_METRICS, FORECASTS, PANEL, InputsNotReady, Warehouse
 from lob_platform.models.specs import HORIZONS, PANEL_PAIRS, PanelTrainingSpec, PanelTransformerSpec, SSMHippoSpec

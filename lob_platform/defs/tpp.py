@@ -24,10 +24,11 @@ from lob_platform.core.settings import Settings, warehouse_root
 from lob_platform.core.tables import REPORT_TABLE
 from lob_platform.datasets.rows import evaluation_rows, training_rows
 from lob_platform.defs.features import fit_spec_hash, fit_window
-from lob_platform.defs.models import GPU_POOL, GPU_STEP_TAGS, markdown_table, model_key, settled_window, window_features
+from lob_platform.defs.models import markdown_table, model_key, settled_window, window_features
 from lob_platform.defs.partitions import by_date_and_instrument, day_of, earlier_days
 from lob_platform.defs.raw import venue_key
 from lob_platform.defs.run_config import spec_config
+from lob_platform.deploy.pools import GPU_POOL, GPU_STEP_TAGS
 from lob_platform.errors import IncompatibleCheckpoint
 from lob_platform.lineage import (BIN_EDGES, FEATURES, GENERATION, MODEL_METRICS, PREDICTIONS, TRAINED_MODELS, InputsNotReady,
                                   Warehouse)

@@ -32,6 +32,7 @@ from lob_platform.defs.checks import pandera_check, pandera_check_spec
 from lob_platform.defs.models import model_key
 from lob_platform.defs.partitions import by_date_and_instrument, day_of
 from lob_platform.defs.raw import find_day, time_span, venue_key
+from lob_platform.deploy.pools import CPU_POOL
 from lob_platform.lineage import BACKTEST_TABLES, DERIVED_PER_DAY, FIT_CHAIN, MARKET_MAKING, MODEL_TABLES, PANEL, Warehouse
 from lob_platform.models.specs import FAMILIES
 from lob_platform.sources.registry import Venue
@@ -97,6 +98,7 @@ def build_validated_assets(venue: Venue, training: TrainingWindowSpec) -> dg.Ass
         partitions_def=by_date_and_instrument(venue.name),
         check_specs=checks,
         group_name=venue.name,
+        pool=CPU_POOL,
     )
     def validate(context: dg.AssetExecutionContext, config: ValidationConfig, raw: pl.DataFrame):
         date, instrument = day_of(context)
