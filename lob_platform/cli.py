@@ -9,6 +9,7 @@
                        model, sink to parquet, evaluate (replay | serve | sink: one part each)
     lob deploy check PROFILE   does the profile's database (and broker) answer?
     lob deploy worker          a Celery worker of the celery profile
+    lob deploy render          the Kubernetes Jobs of the training steps (k8s profile), as YAML
 
 The deployment profile (local, postgres, celery, k8s) is LOB_PROFILE's; see deploy/README.md.
 """
@@ -179,6 +180,17 @@ def deploy_worker(args: argparse.Namespace) -> int:
     os.execv(command[0], command)
 
 
+def deploy_render(args: argparse.Namespace) -> int:
+    import yaml
+
+    from lob_platform.defs import build_definitions
+    from lob_platform.deploy.k8s import render_training_jobs
+    from lob_platform.sources.registry import load_venues
+
+    print(yaml.safe_dump_all(render_training_jobs(build_definitions(load_venues())).values(), sort_keys=False), end="")
+    return 0
+
+
 def _deploy_commands(commands) -> None:
     deploy = commands.add_parser("deploy", help="deployment profiles").add_subparsers(dest="part", required=True)
     check = deploy.add_parser("check", help="load a profile and check that its database and broker answer")
@@ -188,6 +200,8 @@ def _deploy_commands(commands) -> None:
     worker.add_argument("--name", default=None, help="worker name (default: worker-PID); the host is added")
     worker.add_argument("--processes", type=int, default=1, help="steps this worker runs at once")
     worker.set_defaults(func=deploy_worker)
+    deploy.add_parser("render", help="the Kubernetes Job of every training step under the k8s profile, as YAML "
+                      "(what the k8s job executor would submit)").set_defaults(func=deploy_render)
 
 
 def _stream_commands(commands) -> None:

@@ -15,10 +15,14 @@ from lob_platform.sources.synthetic import MarketConfig, generate_market
 
 DATE = "2024-03-04"
 INSTRUMENTS = ("ACME", "BOLT")
-MARKET = MarketConfig(start_date=DATE, n_days=1, lobster_tickers=INSTRUMENTS, lobster_levels=5, lobster_events_per_day=20_000,
+MARKET = MarketConfig(start_date=DATE, n_days=1, lobster_tickers=INSTRUMENTS, lobster_levels=5, lobster_events_per_day=10_000,
                       mic_products=(), order_feed_products=(), crypto_pairs=())
 IN_PROCESS = ("--config-json", '{"execution": {"config": {"in_process": {}}}}')
 """Run options for a run whose steps may share the orchestrating process (where the test is not about the executor)."""
+MULTIPROCESS = ("--config-json", '{"execution": {"config": {"multiprocess": {"start_method": {"forkserver": '
+                                 '{"preload_modules": ["lob_platform.definitions"]}}}}}}')
+"""Run options for the multiprocess executor whose step processes fork from a server that has the
+code location imported (as the Celery workers' do), instead of each importing it."""
 INGEST = "lobster/raw_messages,lobster/validated_messages,lobster/rejected_messages,lobster/validation_reports,lobster/features"
 """raw -> validated -> features of an instrument-day: three steps (with the raw schema check, four)."""
 

@@ -1,5 +1,5 @@
 """A job for the pool test, in a module of its own: the multiprocess executor imports it in every
-step's process, so it imports nothing beyond Dagster and the pools."""
+step's process, so it imports little beyond Dagster and the pools."""
 
 import time
 
@@ -7,7 +7,7 @@ import dagster as dg
 
 from lob_platform.deploy.pools import CPU_POOL, GPU_POOL, GPU_STEP_TAGS
 
-STEP_S = 1.5
+STEP_S = 1.0
 
 
 def _sleep_step(name: str, pool: str, tags: dict):

@@ -17,7 +17,7 @@ import pytest
 from lob_platform.deploy.celery import start_workers, stop_workers
 from lob_platform.deploy.local_services import scratch_database
 from lob_platform.streaming.redis_server import RedisServer
-from lob_platform_tests.deployments import DATE, INSTRUMENTS, materialize, profile_env, step_events, write_market
+from lob_platform_tests.deployments import DATE, INSTRUMENTS, MULTIPROCESS, materialize, profile_env, step_events, write_market
 
 pytestmark = pytest.mark.slow
 
@@ -35,12 +35,12 @@ def files(warehouse: Path) -> dict[str, bytes]:
     return {str(path.relative_to(warehouse)): path.read_bytes() for path in sorted(warehouse.rglob("*")) if path.is_file()}
 
 
-def run_all(env: dict[str, str], logs: Path, on_step_start=None) -> list[int]:
+def run_all(env: dict[str, str], logs: Path, *options: str, on_step_start=None) -> list[int]:
     """Materialize every instrument-day at once (one run each); ``on_step_start(instance, entry)``
     sees each step start while they run (the instance of this process's environment). Returns the
     commands' exit codes."""
     logs.mkdir(exist_ok=True)
-    runs = [materialize(env, f"{DATE}|{instrument}", logs / f"{instrument}.log") for instrument in INSTRUMENTS]
+    runs = [materialize(env, f"{DATE}|{instrument}", logs / f"{instrument}.log", *options) for instrument in INSTRUMENTS]
     if on_step_start:
         seen = set()
         with dg.DagsterInstance.get() as instance:
@@ -77,7 +77,7 @@ def test_celery_workers_run_the_steps_and_a_lost_worker_is_retried(market, tmp_p
             monkeypatch.setenv(name, env[name])
         workers = start_workers(["worker1", "worker2"], env, tmp_path)
         try:
-            codes = run_all(env, tmp_path / "celery_logs", watch)
+            codes = run_all(env, tmp_path / "celery_logs", on_step_start=watch)
             worker_pids = {worker.pid for worker in workers}
             alive = all(worker.poll() is None for worker in workers)
         finally:
@@ -107,7 +107,7 @@ def test_celery_workers_run_the_steps_and_a_lost_worker_is_retried(market, tmp_p
 
     # the same outputs as the multiprocess executor's, and nothing partial left behind
     reference = profile_env("local", tmp_path / "local_home", market, tmp_path / "reference")
-    assert run_all(reference, tmp_path / "local_logs") == [0, 0]
+    assert run_all(reference, tmp_path / "local_logs", *MULTIPROCESS) == [0, 0]
     produced = files(tmp_path / "warehouse")
     assert produced.keys() == files(tmp_path / "reference").keys()
     assert all(name.endswith("part-0.parquet") for name in produced)  # no temporary file of the killed writer
