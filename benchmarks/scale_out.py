@@ -3,7 +3,9 @@ venues (LOBSTER, MIC, the crypto order feed) through raw -> validated -> feature
 instrument-day, on
 
 - **multiprocess**: the postgres profile; each step in a new process on this machine (Dagster's
-  default executor, the baseline);
+  default executor as the profile sets it, the baseline);
+- **multiprocess, forkserver**: the same, with the executor's ``forkserver`` start method
+  preloading the code location, so step processes fork with it imported (run configuration);
 - **celery, 1 worker** and **celery, 2 workers**: the celery profile; each step a Celery task run
   by a worker process (prefork, one step at a time per worker), through a Redis broker.
 
@@ -37,6 +39,7 @@ from pathlib import Path
 import dagster as dg
 
 from lob_platform.core.tables import MESSAGES
+from lob_platform.main_job import QUIET
 from lob_platform.deploy.celery import start_workers, stop_workers
 from lob_platform.deploy.local_services import scratch_database
 from lob_platform.deploy.pools import apply_pools
@@ -48,15 +51,18 @@ from lob_platform.streaming.redis_server import RedisServer
 
 ORCHESTRATORS = 2
 INGEST = (MESSAGES.raw, MESSAGES.validated, MESSAGES.rejected, "validation_reports", "features")
+FORKSERVER = {"execution": {"config": {"multiprocess": {"start_method": {"forkserver": {
+    "preload_modules": ["lob_platform.definitions"]}}}}}}
 _orchestrator: dict = {}
 
 
-def _start_orchestrator() -> None:
+def _start_orchestrator(run_config: dict) -> None:
     """Each orchestrating process: the code location loaded once, as `dagster asset materialize` loads it."""
     from dagster._core.definitions.reconstruct import ReconstructableRepository
 
     repository = ReconstructableRepository.for_module("lob_platform.definitions", "defs", working_directory=os.getcwd())
-    _orchestrator.update(repository=repository, definition=repository.get_definition(), instance=dg.DagsterInstance.get())
+    _orchestrator.update(repository=repository, definition=repository.get_definition(), instance=dg.DagsterInstance.get(),
+                         run_config={**QUIET, **run_config})
 
 
 def _run(venue: str, partition: str) -> bool:
@@ -65,7 +71,7 @@ def _run(venue: str, partition: str) -> bool:
     job = _orchestrator["definition"].get_implicit_job_def_for_assets(keys)
     tags = job.get_tags_for_partition_key(partition, selected_asset_keys=keys)
     with dg.execute_job(_orchestrator["repository"].get_reconstructable_job(job.name), _orchestrator["instance"],
-                        tags=tags, asset_selection=list(keys)) as result:
+                        run_config=_orchestrator["run_config"], tags=tags, asset_selection=list(keys)) as result:
         return result.success
 
 
@@ -89,7 +95,7 @@ def step_timings(instance: dg.DagsterInstance) -> tuple[list[float], list[float]
     return compute, overhead
 
 
-def backfill(profile: str, workers: int, data: Path, folder: Path) -> dict:
+def backfill(profile: str, workers: int, run_config: dict, data: Path, folder: Path) -> dict:
     folder.mkdir(parents=True)
     with ExitStack() as stack:
         env = {"LOB_PROFILE": profile, "DAGSTER_HOME": str(folder / "home"), "LOB_DATA_DIR": str(data),
@@ -110,7 +116,8 @@ def backfill(profile: str, workers: int, data: Path, folder: Path) -> dict:
             stack.callback(stop_workers, running)
         spawn = multiprocessing.get_context("spawn")
         started = time.perf_counter()
-        with ProcessPoolExecutor(ORCHESTRATORS, mp_context=spawn, initializer=_start_orchestrator) as pool:
+        with ProcessPoolExecutor(ORCHESTRATORS, mp_context=spawn, initializer=_start_orchestrator,
+                                 initargs=(run_config,)) as pool:
             outcomes = list(pool.map(_run, [d.venue for d in days], [f"{d.date}|{d.instrument}" for d in days]))
         wall = time.perf_counter() - started
         with dg.DagsterInstance.get() as instance:
@@ -131,17 +138,18 @@ def main() -> int:
     try:
         data = root / "data"
         generate_market(data, MarketConfig(n_days=args.days, crypto_pairs=()))
-        variants = [("multiprocess", "postgres", 0), ("celery, 1 worker", "celery", 1), ("celery, 2 workers", "celery", 2)]
-        results = {name: backfill(profile, workers, data, root / name.replace(", ", "_").replace(" ", "_"))
-                   for name, profile, workers in variants}
+        variants = [("multiprocess", "postgres", 0, {}), ("multiprocess, forkserver", "postgres", 0, FORKSERVER),
+                    ("celery, 1 worker", "celery", 1, {}), ("celery, 2 workers", "celery", 2, {})]
+        results = {name: backfill(profile, workers, run_config, data, root / name.replace(", ", "_").replace(" ", "_"))
+                   for name, profile, workers, run_config in variants}
     finally:
         shutil.rmtree(root, ignore_errors=True)
     baseline = results["multiprocess"]
     print(f"# scale_out: {baseline['runs']} instrument-days through features, {ORCHESTRATORS} runs in flight; "
           f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python {sys.version.split()[0]}")
-    print(f"{'executor':<20}{'wall s':>9}{'ratio':>8}{'steps':>7}{'compute s/step':>16}{'overhead s/step':>17}{'(median)':>10}")
+    print(f"{'executor':<26}{'wall s':>9}{'ratio':>8}{'steps':>7}{'compute s/step':>16}{'overhead s/step':>17}{'(median)':>10}")
     for name, result in results.items():
-        print(f"{name:<20}{result['wall']:>9.1f}{result['wall'] / baseline['wall']:>8.2f}{result['steps']:>7}"
+        print(f"{name:<26}{result['wall']:>9.1f}{result['wall'] / baseline['wall']:>8.2f}{result['steps']:>7}"
               f"{result['compute']:>16.2f}{result['overhead']:>17.2f}{result['overhead_median']:>10.2f}")
     identical = all(result["files"] == baseline["files"] for result in results.values())
     print(f"warehouses byte-identical across executors: {identical} ({len(baseline['files'])} partition files)")

@@ -11,7 +11,7 @@
     lob deploy worker          a Celery worker of the celery profile
     lob deploy render          the Kubernetes Jobs of the training steps (k8s profile), as YAML
 
-The deployment profile (local, postgres, celery, k8s) is LOB_PROFILE's; see deploy/README.md.
+The deployment profile (local, postgres, celery, k8s) is LOB_PROFILE's: README.md, "Running at scale".
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 from lob_platform.core.settings import data_root, warehouse_root
+
 
 def ensure_dagster_home(profile=None) -> Path:
     """``$DAGSTER_HOME``, else the profile's own folder (``.dagster_home`` for local), holding the

@@ -4,7 +4,6 @@ import dagster as dg
 
 from lob_platform.core.settings import Settings, load_settings
 from lob_platform.core.tables import MESSAGES, SNAPSHOTS
-from lob_platform.deploy.profiles import active_profile
 from lob_platform.defs.automation import build_automation, build_jobs
 from lob_platform.defs.backtests import build_backtest_assets, build_summary_asset
 from lob_platform.defs.crypto_panel import build_panel_asset
@@ -17,6 +16,7 @@ from lob_platform.defs.streaming import build_streaming_assets
 from lob_platform.defs.tpp import build_tpp_assets
 from lob_platform.defs.validated import build_validated_assets
 from lob_platform.defs.warehouse import build_catalogue_asset
+from lob_platform.deploy.profiles import active_profile
 from lob_platform.sources.registry import Venue
 
 

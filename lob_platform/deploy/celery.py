@@ -13,11 +13,13 @@ import os
 import subprocess
 import sys
 import time
+import warnings
 from collections.abc import Mapping
 
 import dagster as dg
 import yaml
 from billiard.exceptions import WorkerLostError
+from celery.exceptions import DuplicateTaskNameWarning
 from dagster._core.events import DagsterEvent
 from dagster._core.execution.plan.objects import ErrorSource, StepFailureData, StepRetryData
 from dagster._core.execution.retries import RetryMode
@@ -38,6 +40,9 @@ LOST_WORKER_RETRY = dg.RetryPolicy(max_retries=2, delay=1)
 """How often a step whose worker died is run again, where the step has no retry policy of its
 own. Only for lost workers: a step that raises (bad data, a bug) is not retried blindly."""
 WORKER_APP = "lob_platform.deploy.celery_worker"
+
+# dagster-celery registers its one step task on the run's app again for every step it sends
+warnings.filterwarnings("ignore", category=DuplicateTaskNameWarning)
 
 
 def broker_url(env: Mapping[str, str] = os.environ) -> str:
