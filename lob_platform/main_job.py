@@ -85,7 +85,8 @@ def register_instruments(instance: dg.DagsterInstance, days: list[DayFile]) -> N
 
 
 def fail_abandoned_runs(instance: dg.DagsterInstance) -> list[str]:
-    """Mark failed the runs a killed main job left queued or started on this machine."""
+    """Mark failed the runs a killed main job left queued or started on this machine, and free the
+    pool slots their steps held (else the next run of the pool would wait for them forever)."""
     from lob_platform.defs.automation import IN_FLIGHT
 
     abandoned = []
@@ -95,6 +96,8 @@ def fail_abandoned_runs(instance: dg.DagsterInstance) -> list[str]:
         if not process_alive(pid):
             instance.report_run_failed(run, message=f"the main job process running it (pid {pid}) is gone: it was "
                                        "killed or crashed; the next main job or the sensors redo its work")
+            if instance.event_log_storage.supports_global_concurrency_limits:  # its steps' pool slots
+                instance.event_log_storage.free_concurrency_slots_for_run(run.run_id)
             abandoned.append(run.run_id)
     return abandoned
 

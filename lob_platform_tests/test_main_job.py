@@ -12,6 +12,7 @@ import pytest
 import dagster as dg
 
 from lob_platform.cli import main
+from lob_platform.deploy.pools import GPU_POOL
 from lob_platform.main_job import HOST_TAG, PID_TAG, fail_abandoned_runs
 from lob_platform.sources.synthetic import MarketConfig, generate_market
 from lob_platform_tests.conftest import CRYPTO_SAMPLES, require
@@ -104,7 +105,7 @@ def test_a_malformed_field_is_reported_with_the_projects_message_not_the_parsers
     assert "message_2.csv: cannot be read; line 7: column 'size'" in failed[0] and "is not a whole number" in failed[0]
 
 
-def test_runs_a_killed_main_job_left_started_are_marked_failed_with_the_reason():
+def test_runs_a_killed_main_job_left_started_are_marked_failed_with_the_reason_and_free_their_pool_slots():
     import os
     import socket
 
@@ -112,9 +113,13 @@ def test_runs_a_killed_main_job_left_started_are_marked_failed_with_the_reason()
         here = {HOST_TAG: socket.gethostname()}
         killed = dg.DagsterRun(job_name="ingest_lobster", status=dg.DagsterRunStatus.STARTED, tags={**here, PID_TAG: "999999999"})
         alive = dg.DagsterRun(job_name="ingest_lobster", status=dg.DagsterRunStatus.STARTED, tags={**here, PID_TAG: str(os.getpid())})
+        storage = instance.event_log_storage
+        storage.set_concurrency_slots(GPU_POOL, 2)
         for run in (killed, alive):
             instance.add_run(run)
+            storage.claim_concurrency_slot(GPU_POOL, run.run_id, "train")  # each was training when the job died
         assert fail_abandoned_runs(instance) == [killed.run_id]
+        assert {slot.run_id for slot in storage.get_concurrency_info(GPU_POOL).claimed_slots} == {alive.run_id}
         assert instance.get_run_by_id(killed.run_id).status == dg.DagsterRunStatus.FAILURE
         assert instance.get_run_by_id(alive.run_id).status == dg.DagsterRunStatus.STARTED
         (failure,) = instance.all_logs(killed.run_id, of_type=dg.DagsterEventType.RUN_FAILURE)
