@@ -16,7 +16,9 @@ the wall time of the whole backfill, and from the runs' events each step's compu
 (STEP_START -> STEP_SUCCESS) and its **overhead**: the time from the moment it could start (its
 run's start, or the end of the step before it in the run) to its STEP_START, which holds
 process start-up and definition loading (multiprocess), or queueing, the broker, the worker's
-plan and the executor's one-second poll (Celery). The three warehouses must be byte-identical.
+plan and the executor's one-second poll (Celery). Steps of a run that run side by side (the raw
+schema check beside validation) count from the last step that ended before them. The four
+warehouses must be byte-identical.
 
     python benchmarks/scale_out.py [--days 3]
 """
@@ -123,7 +125,7 @@ def backfill(profile: str, workers: int, run_config: dict, data: Path, folder: P
         with dg.DagsterInstance.get() as instance:
             compute, overhead = step_timings(instance)
     if not all(outcomes):
-        raise SystemExit(f"{profile} with {workers} workers: a run failed; see {folder}")
+        raise SystemExit(f"{profile} with {workers} workers: a run failed; its warehouse and worker logs are in {folder}")
     warehouse = folder / "warehouse"
     files = {str(p.relative_to(warehouse)): p.read_bytes() for p in sorted(warehouse.rglob("*.parquet"))}
     return {"runs": len(days), "wall": wall, "steps": len(compute), "compute": statistics.mean(compute),
@@ -135,15 +137,13 @@ def main() -> int:
     parser.add_argument("--days", type=int, default=3)
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="lob_scale_out_"))
-    try:
-        data = root / "data"
-        generate_market(data, MarketConfig(n_days=args.days, crypto_pairs=()))
-        variants = [("multiprocess", "postgres", 0, {}), ("multiprocess, forkserver", "postgres", 0, FORKSERVER),
-                    ("celery, 1 worker", "celery", 1, {}), ("celery, 2 workers", "celery", 2, {})]
-        results = {name: backfill(profile, workers, run_config, data, root / name.replace(", ", "_").replace(" ", "_"))
-                   for name, profile, workers, run_config in variants}
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
+    data = root / "data"
+    generate_market(data, MarketConfig(n_days=args.days, crypto_pairs=()))
+    variants = [("multiprocess", "postgres", 0, {}), ("multiprocess, forkserver", "postgres", 0, FORKSERVER),
+                ("celery, 1 worker", "celery", 1, {}), ("celery, 2 workers", "celery", 2, {})]
+    results = {name: backfill(profile, workers, run_config, data, root / name.replace(", ", "_").replace(" ", "_"))
+               for name, profile, workers, run_config in variants}
+    shutil.rmtree(root)  # kept where a variant failed, for a look
     baseline = results["multiprocess"]
     print(f"# scale_out: {baseline['runs']} instrument-days through features, {ORCHESTRATORS} runs in flight; "
           f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python {sys.version.split()[0]}")

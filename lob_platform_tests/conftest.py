@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 
 os.environ.setdefault("LOB_MODEL_SIZE", "tiny")  # every model trained in tests is a small configuration
+for _name in [name for name in os.environ if name == "LOB_PROFILE" or name.startswith(("LOB_CELERY_", "DAGSTER_PG_"))]:
+    del os.environ[_name]  # a deployment profile of the shell is not the tests': they choose their own
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 LOBSTER_SAMPLES = SHARED_DATA / "lobster"

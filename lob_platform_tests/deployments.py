@@ -15,7 +15,7 @@ from lob_platform.sources.synthetic import MarketConfig, generate_market
 
 DATE = "2024-03-04"
 INSTRUMENTS = ("ACME", "BOLT")
-MARKET = MarketConfig(start_date=DATE, n_days=1, lobster_tickers=INSTRUMENTS, lobster_levels=5, lobster_events_per_day=10_000,
+MARKET = MarketConfig(start_date=DATE, n_days=1, lobster_tickers=INSTRUMENTS, lobster_levels=5, lobster_events_per_day=20_000,
                       mic_products=(), order_feed_products=(), crypto_pairs=())
 IN_PROCESS = ("--config-json", '{"execution": {"config": {"in_process": {}}}}')
 """Run options for a run whose steps may share the orchestrating process (where the test is not about the executor)."""
@@ -53,8 +53,9 @@ def profile_env(profile: str, home: Path, data: Path, warehouse: Path, **extra: 
 
 def materialize(env: dict[str, str], partition: str, log: Path, *options: str, selection: str = INGEST) -> subprocess.Popen:
     """``dagster asset materialize`` of ``selection`` for one partition, as CI and users call it."""
-    return subprocess.Popen(["dagster", "asset", "materialize", "-m", "lob_platform.definitions", "--select", selection,
-                             "--partition", partition, *options], env=env, stdout=log.open("w"), stderr=subprocess.STDOUT)
+    with log.open("w") as output:
+        return subprocess.Popen(["dagster", "asset", "materialize", "-m", "lob_platform.definitions", "--select", selection,
+                                 "--partition", partition, *options], env=env, stdout=output, stderr=subprocess.STDOUT)
 
 
 def step_events(instance: dg.DagsterInstance, run_id: str) -> list[dg.EventLogEntry]:

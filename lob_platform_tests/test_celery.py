@@ -22,6 +22,7 @@ from lob_platform_tests.deployments import DATE, INSTRUMENTS, MULTIPROCESS, mate
 pytestmark = pytest.mark.slow
 
 KILLED_STEP = "lobster_validate"  # the longest step of the chain (the book replays)
+STARTS = {dg.DagsterEventType.STEP_START, dg.DagsterEventType.STEP_RESTARTED}
 
 
 def parent_of(pid: int) -> int:
@@ -36,23 +37,29 @@ def files(warehouse: Path) -> dict[str, bytes]:
 
 
 def run_all(env: dict[str, str], logs: Path, *options: str, on_step_start=None) -> list[int]:
-    """Materialize every instrument-day at once (one run each); ``on_step_start(instance, entry)``
-    sees each step start while they run (the instance of this process's environment). Returns the
+    """Materialize every instrument-day at once (one run each); ``on_step_start(run, entry)`` sees
+    each step start (or restart after a retry) while they run (the instance of this process's environment). Returns the
     commands' exit codes."""
     logs.mkdir(exist_ok=True)
     runs = [materialize(env, f"{DATE}|{instrument}", logs / f"{instrument}.log", *options) for instrument in INSTRUMENTS]
-    if on_step_start:
-        seen = set()
-        with dg.DagsterInstance.get() as instance:
-            while any(run.poll() is None for run in runs):
-                for record in instance.get_run_records():
-                    for entry in instance.all_logs(record.dagster_run.run_id, of_type=dg.DagsterEventType.STEP_START):
-                        key = (record.dagster_run.run_id, entry.step_key, entry.timestamp)
-                        if key not in seen:
-                            seen.add(key)
-                            on_step_start(record.dagster_run, entry)
-                time.sleep(0.05)
-    return [run.wait(timeout=600) for run in runs]
+    try:
+        if on_step_start:
+            seen = set()
+            with dg.DagsterInstance.get() as instance:
+                while any(run.poll() is None for run in runs):
+                    for record in instance.get_run_records():
+                        for entry in instance.all_logs(record.dagster_run.run_id, of_type=STARTS):
+                            key = (record.dagster_run.run_id, entry.step_key, entry.timestamp)
+                            if key not in seen:
+                                seen.add(key)
+                                on_step_start(record.dagster_run, entry)
+                    time.sleep(0.05)
+        return [run.wait(timeout=600) for run in runs]
+    finally:
+        for run in runs:
+            if run.poll() is None:
+                run.kill()
+                run.wait()
 
 
 @pytest.fixture(scope="module")
@@ -92,7 +99,7 @@ def test_celery_workers_run_the_steps_and_a_lost_worker_is_retried(market, tmp_p
 
     # every step ran in a worker's process, never in the command that orchestrated the run; both workers worked
     step_pids = {entry.dagster_event.pid for run_events in events.values() for entry in run_events
-                 if entry.dagster_event.event_type in (dg.DagsterEventType.STEP_START, dg.DagsterEventType.STEP_RESTARTED)}
+                 if entry.dagster_event.event_type in STARTS}
     assert step_pids <= set(parents)
     assert {parents[pid] for pid in step_pids} == worker_pids
 

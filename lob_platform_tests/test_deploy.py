@@ -98,7 +98,7 @@ def test_an_unreachable_database_fails_within_seconds_naming_it(answer, postgres
         port = silent if answer == "silent" else free_port()
         monkeypatch.setenv("DAGSTER_PG_PORT", str(port))
         started = time.monotonic()
-        with pytest.raises(ConfigError, match=f"PostgreSQL at postgresql://postgres@127.0.0.1:{port}/.* did not answer within 3 s"):
+        with pytest.raises(ConfigError, match=f"PostgreSQL at postgresql://postgres@127.0.0.1:{port}/.* did not answer within 3 s or refused the login"):
             check_profile(profile_named("postgres"), prepare_home(profile_named("postgres")))
     assert time.monotonic() - started < 10
 
@@ -121,7 +121,7 @@ def test_missing_connection_settings_are_named(postgres, home, monkeypatch):
 
 
 @pytest.mark.slow
-def test_the_postgres_profile_stores_runs_and_materializations_in_postgresql(postgres, tmp_path):
+def test_the_postgres_profile_stores_runs_and_materializations_in_postgresql(postgres, tmp_path, monkeypatch):
     env = profile_env("postgres", tmp_path / "home", write_market(tmp_path / "data"), tmp_path / "warehouse")
     partition = f"{DATE}|{INSTRUMENTS[0]}"
     run = materialize(env, partition, tmp_path / "materialize.log", *IN_PROCESS)
@@ -129,11 +129,15 @@ def test_the_postgres_profile_stores_runs_and_materializations_in_postgresql(pos
 
     import psycopg2
 
-    with psycopg2.connect(host=postgres["DAGSTER_PG_HOST"], port=postgres["DAGSTER_PG_PORT"], user="postgres",
-                          dbname=postgres["DAGSTER_PG_DB"]) as connection, connection.cursor() as cursor:
-        cursor.execute("select status from runs")
-        assert cursor.fetchall() == [("SUCCESS",)]  # in PostgreSQL itself, not in files under DAGSTER_HOME
-    os.environ["DAGSTER_HOME"] = env["DAGSTER_HOME"]
+    connection = psycopg2.connect(host=postgres["DAGSTER_PG_HOST"], port=postgres["DAGSTER_PG_PORT"],
+                                  user=postgres["DAGSTER_PG_USERNAME"], dbname=postgres["DAGSTER_PG_DB"])
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("select status from runs")
+            assert cursor.fetchall() == [("SUCCESS",)]  # in PostgreSQL itself, not in files under DAGSTER_HOME
+    finally:
+        connection.close()
+    monkeypatch.setenv("DAGSTER_HOME", env["DAGSTER_HOME"])
     with dg.DagsterInstance.get() as instance:
         assert type(instance.run_storage).__name__ == "PostgresRunStorage"
         [record] = instance.get_run_records()
@@ -171,10 +175,12 @@ def _overlap(intervals: list[tuple[float, float]]) -> int:
 
 @pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="the cpu pool has one slot on a one-core machine")
 @pytest.mark.parametrize("profile", ["local", "postgres"])
-def test_the_gpu_pool_runs_one_step_at_a_time(profile, postgres, tmp_path, monkeypatch):
+def test_the_gpu_pool_runs_one_step_at_a_time(profile, request, tmp_path, monkeypatch):
     """Five steps become ready at once on a multiprocess executor allowed five: the three GPU steps
     run one after another, while the cpu pool's two run together (as many as the cores: each
     finishes only once the other has started)."""
+    if profile_named(profile).uses_postgres:
+        request.getfixturevalue("postgres")
     monkeypatch.setenv("LOB_PROFILE", profile)
     (tmp_path / "meeting_point").mkdir()
     monkeypatch.setenv(MEETING_POINT, str(tmp_path / "meeting_point"))

@@ -145,15 +145,20 @@ def start_workers(names: list[str], env: dict[str, str], log_dir, timeout_s: flo
         with open(f"{log_dir}/{name}.log", "ab") as log:
             workers.append(subprocess.Popen(worker_command(name), env=env, stdout=log, stderr=subprocess.STDOUT))
     app, deadline = worker_app(env), time.monotonic() + timeout_s
-    while True:
-        answered = {reply_name.split("@")[0] for reply in app.control.ping(timeout=1) for reply_name in reply}
-        if answered >= set(names):
-            return workers
-        dead = [name for name, worker in zip(names, workers) if worker.poll() is not None]
-        if dead or time.monotonic() > deadline:
-            stop_workers(workers)
-            raise ConfigError(f"Celery worker(s) {', '.join(dead or sorted(set(names) - answered))} did not start; "
-                              f"see their logs in {log_dir}.")
+    try:
+        while True:
+            answered = {name.split("@")[0] for reply in app.control.ping(timeout=1) for name in reply}
+            if answered >= set(names):
+                return workers
+            dead = [name for name, worker in zip(names, workers) if worker.poll() is not None]
+            if dead or time.monotonic() > deadline:
+                raise ConfigError(f"Celery worker(s) {', '.join(dead or sorted(set(names) - answered))} did not start; "
+                                  f"see their logs in {log_dir}.")
+    except BaseException:
+        stop_workers(workers)
+        raise
+    finally:
+        app.close()
 
 
 def stop_workers(workers: list[subprocess.Popen], timeout_s: float = 20) -> None:

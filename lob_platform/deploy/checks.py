@@ -47,14 +47,17 @@ def check_postgres(url: str) -> str:
     import psycopg2
 
     try:
-        with psycopg2.connect(url, connect_timeout=TIMEOUT_S) as connection, connection.cursor() as cursor:
-            cursor.execute("show server_version")
-            version = cursor.fetchone()[0]
-    except psycopg2.Error as problem:
-        raise ConfigError(f"PostgreSQL at {redact(url)} did not answer within {TIMEOUT_S} s: "
+        connection = psycopg2.connect(url, connect_timeout=TIMEOUT_S)
+    except psycopg2.Error as problem:  # refused, silent past the timeout, or the login or database refused
+        raise ConfigError(f"PostgreSQL at {redact(url)} did not answer within {TIMEOUT_S} s or refused the login: "
                           f"{str(problem).strip()}. Start the server or fix DAGSTER_PG_HOST / DAGSTER_PG_PORT / "
                           "DAGSTER_PG_DB / DAGSTER_PG_USERNAME / DAGSTER_PG_PASSWORD.") from problem
-    connection.close()
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("show server_version")
+            version = cursor.fetchone()[0]
+    finally:
+        connection.close()
     return f"PostgreSQL {version} at {redact(url)} answers"
 
 

@@ -65,10 +65,14 @@ def _private_server(user: str) -> Iterator[tuple[str, int]]:
         shutil.chown(folder, "postgres")
     data, log = folder / "data", folder / "server.log"
     try:
-        subprocess.run([*as_user, bin_dir / "initdb", "-D", data, "-U", user, "-A", "trust"], check=True,
-                       capture_output=True)
-        subprocess.run([*as_user, bin_dir / "pg_ctl", "-D", data, "-l", log, "-w", "-t", "30", "-o",
-                        f"-p {port} -c listen_addresses=127.0.0.1 -k {folder}", "start"], check=True, capture_output=True)
+        for command in ([bin_dir / "initdb", "-D", data, "-U", user, "-A", "trust"],
+                        [bin_dir / "pg_ctl", "-D", data, "-l", log, "-w", "-t", "30", "-o",
+                         f"-p {port} -c listen_addresses=127.0.0.1 -k {folder}", "start"]):
+            done = subprocess.run([*as_user, *command], capture_output=True, text=True)
+            if done.returncode:
+                server_log = log.read_text()[-2000:] if log.exists() else ""
+                raise ConfigError(f"a private PostgreSQL server could not start: `{' '.join(map(str, command))}` "
+                                  f"exited {done.returncode}: {done.stderr.strip()} {server_log}")
         yield "127.0.0.1", port
     finally:
         subprocess.run([*as_user, bin_dir / "pg_ctl", "-D", data, "-m", "immediate", "stop"], capture_output=True)
