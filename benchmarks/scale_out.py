@@ -45,7 +45,7 @@ from lob_platform.main_job import QUIET
 from lob_platform.deploy.celery import start_workers, stop_workers
 from lob_platform.deploy.local_services import scratch_database
 from lob_platform.deploy.pools import apply_pools
-from lob_platform.deploy.profiles import prepare_home, profile_named
+from lob_platform.deploy.profiles import CODE_LOCATION, PRELOADED_MULTIPROCESS, prepare_home, profile_named
 from lob_platform.sources.catalog import Catalogue
 from lob_platform.sources.registry import load_venues
 from lob_platform.sources.synthetic import MarketConfig, generate_market
@@ -53,8 +53,6 @@ from lob_platform.streaming.redis_server import RedisServer
 
 ORCHESTRATORS = 2
 INGEST = (MESSAGES.raw, MESSAGES.validated, MESSAGES.rejected, "validation_reports", "features")
-FORKSERVER = {"execution": {"config": {"multiprocess": {"start_method": {"forkserver": {
-    "preload_modules": ["lob_platform.definitions"]}}}}}}
 _orchestrator: dict = {}
 
 
@@ -62,7 +60,7 @@ def _start_orchestrator(run_config: dict) -> None:
     """Each orchestrating process: the code location loaded once, as `dagster asset materialize` loads it."""
     from dagster._core.definitions.reconstruct import ReconstructableRepository
 
-    repository = ReconstructableRepository.for_module("lob_platform.definitions", "defs", working_directory=os.getcwd())
+    repository = ReconstructableRepository.for_module(CODE_LOCATION, "defs", working_directory=os.getcwd())
     _orchestrator.update(repository=repository, definition=repository.get_definition(), instance=dg.DagsterInstance.get(),
                          run_config={**QUIET, **run_config})
 
@@ -139,7 +137,7 @@ def main() -> int:
     root = Path(tempfile.mkdtemp(prefix="lob_scale_out_"))
     data = root / "data"
     generate_market(data, MarketConfig(n_days=args.days, crypto_pairs=()))
-    variants = [("multiprocess", "postgres", 0, {}), ("multiprocess, forkserver", "postgres", 0, FORKSERVER),
+    variants = [("multiprocess", "postgres", 0, {}), ("multiprocess, forkserver", "postgres", 0, PRELOADED_MULTIPROCESS),
                 ("celery, 1 worker", "celery", 1, {}), ("celery, 2 workers", "celery", 2, {})]
     results = {name: backfill(profile, workers, run_config, data, root / name.replace(", ", "_").replace(" ", "_"))
                for name, profile, workers, run_config in variants}

@@ -28,16 +28,22 @@ from lob_platform.core.settings import data_root, warehouse_root
 def ensure_dagster_home(profile=None) -> Path:
     """``$DAGSTER_HOME``, else the profile's own folder (``.dagster_home`` for local), holding the
     profile's ``dagster.yaml`` where it has none, with the pools' limits set on its instance."""
-    import dagster as dg
-
-    from lob_platform.deploy.pools import apply_pools
     from lob_platform.deploy.profiles import active_profile, prepare_home
 
     home = prepare_home(profile or active_profile())
+    _apply_pools(home)
+    return home
+
+
+def _apply_pools(home: Path) -> dict[str, int]:
+    """Make ``home`` this process's DAGSTER_HOME and give its instance's pools their limits."""
+    import dagster as dg
+
+    from lob_platform.deploy.pools import apply_pools
+
     os.environ["DAGSTER_HOME"] = str(home)
     with dg.DagsterInstance.get() as instance:
-        apply_pools(instance)
-    return home
+        return apply_pools(instance)
 
 
 def generate(args: argparse.Namespace) -> int:
@@ -161,13 +167,7 @@ def deploy_check(args: argparse.Namespace) -> int:
     for line in check_profile(profile, home):
         print(line)
     if profile.executor != "k8s":  # on a cluster the instance is the Helm chart's; pools: deploy/k8s/README.md
-        os.environ["DAGSTER_HOME"] = str(home)
-        import dagster as dg
-
-        from lob_platform.deploy.pools import apply_pools
-
-        with dg.DagsterInstance.get() as instance:
-            print("pools: " + ", ".join(f"{pool} {limit}" for pool, limit in apply_pools(instance).items()))
+        print("pools: " + ", ".join(f"{pool} {limit}" for pool, limit in _apply_pools(home).items()))
     return 0
 
 

@@ -3,6 +3,7 @@ of a ``dagster`` command run under a profile."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 from pathlib import Path
@@ -10,7 +11,7 @@ from pathlib import Path
 import dagster as dg
 
 from lob_platform.deploy.pools import apply_pools
-from lob_platform.deploy.profiles import prepare_home, profile_named
+from lob_platform.deploy.profiles import PRELOADED_MULTIPROCESS, prepare_home, profile_named
 from lob_platform.sources.synthetic import MarketConfig, generate_market
 
 DATE = "2024-03-04"
@@ -19,10 +20,8 @@ MARKET = MarketConfig(start_date=DATE, n_days=1, lobster_tickers=INSTRUMENTS, lo
                       mic_products=(), order_feed_products=(), crypto_pairs=())
 IN_PROCESS = ("--config-json", '{"execution": {"config": {"in_process": {}}}}')
 """Run options for a run whose steps may share the orchestrating process (where the test is not about the executor)."""
-MULTIPROCESS = ("--config-json", '{"execution": {"config": {"multiprocess": {"start_method": {"forkserver": '
-                                 '{"preload_modules": ["lob_platform.definitions"]}}}}}}')
-"""Run options for the multiprocess executor whose step processes fork from a server that has the
-code location imported (as the Celery workers' do), instead of each importing it."""
+MULTIPROCESS = ("--config-json", json.dumps(PRELOADED_MULTIPROCESS))
+"""Run options for the multiprocess executor, its step processes forked with the code location imported."""
 INGEST = "lobster/raw_messages,lobster/validated_messages,lobster/rejected_messages,lobster/validation_reports,lobster/features"
 """raw -> validated -> features of an instrument-day: three steps (with the raw schema check, four)."""
 

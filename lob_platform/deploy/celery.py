@@ -134,7 +134,7 @@ def worker_command(name: str, processes: int = 1) -> list[str]:
     """A Celery worker of the celery profile: ``processes`` step processes (prefork pool), listening
     on dagster-celery's queue."""
     return [sys.executable, "-m", "celery", "-A", WORKER_APP, "worker", "-Q", QUEUE, "-n", f"{name}@%h",
-            "--pool", "prefork", "--concurrency", str(processes), "--prefetch-multiplier", "1",
+            "--pool", "prefork", "--concurrency", str(processes),
             "--without-gossip", "--without-mingle", "--loglevel", "WARNING"]
 
 

@@ -31,7 +31,7 @@ from dagster_k8s.job import (DagsterK8sJobConfig, UserDefinedDagsterK8sConfig, c
                              get_k8s_job_name, get_user_defined_k8s_config)
 
 from lob_platform.deploy.pools import GPU_POOL
-from lob_platform.deploy.profiles import DEPLOY_DIR
+from lob_platform.deploy.profiles import CODE_LOCATION, DEPLOY_DIR
 from lob_platform.errors import ConfigError
 
 K8S_DIR = DEPLOY_DIR / "k8s"
@@ -41,7 +41,6 @@ RELEASE = "dagster"
 """The Helm release the README installs; the chart names its objects after it."""
 USER_DEPLOYMENTS_NAME = f"{RELEASE}-dagster-user-deployments"
 """The prefix of the user-code subchart's objects: the release's name and the subchart's."""
-CODE_LOCATION_MODULE = "lob_platform.definitions"
 IMAGE_PYTHON = "/usr/local/bin/python"
 """The interpreter of the project's image (``deploy/k8s/Dockerfile``), which the code server reports."""
 RENDER_RUN_ID = "00000000-0000-0000-0000-000000000000"
@@ -89,7 +88,7 @@ class K8sProfile:
         module and the container context the chart gives the server."""
         return JobPythonOrigin(job_name, RepositoryPythonOrigin(
             executable_path=IMAGE_PYTHON,
-            code_pointer=ModuleCodePointer(CODE_LOCATION_MODULE, "defs", None),
+            code_pointer=ModuleCodePointer(CODE_LOCATION, "defs", None),
             container_image=self.image,
             container_context=code_location_container_context(self.deployment),
         ))
